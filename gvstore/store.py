@@ -344,3 +344,69 @@ class Store:
                     rep.duplicates += 1
                 seen.add(rec.id)
         return rep
+
+
+class _StatView(msgspec.Struct):
+    kind: str
+    id: str
+    task: str | None = None
+    model: str | None = None
+    method: str | None = None
+    verifier: str | None = None
+
+
+_stat_decoder = msgspec.json.Decoder(_StatView)
+
+
+@dataclass
+class StoreStats:
+    """Counts and sizes of a store (duplicates by id counted once)."""
+
+    root: str
+    segments: int = 0
+    records: int = 0
+    duplicates: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    models: dict[str, int] = field(default_factory=dict)
+    tasks: dict[str, int] = field(default_factory=dict)
+    methods: dict[str, int] = field(default_factory=dict)
+    verifiers: dict[str, int] = field(default_factory=dict)
+    bytes_on_disk: int = 0
+    bytes_raw: int = 0
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.bytes_raw / self.bytes_on_disk if self.bytes_on_disk else 0.0
+
+
+def _bump(d: dict[str, int], k: str | None) -> None:
+    if k is not None:
+        d[k] = d.get(k, 0) + 1
+
+
+def stats(store: Store) -> StoreStats:
+    """Record counts by kind, model (generations), task, method and verifier, and sizes."""
+    st = StoreStats(root=str(store.root))
+    seen: set[str] = set()
+    for path, data in store._checked(False, None):
+        st.segments += 1
+        st.bytes_on_disk += path.stat().st_size
+        st.bytes_raw += len(data)
+        try:
+            views = _stat_decoder.decode_lines(data)
+        except msgspec.DecodeError as exc:
+            raise DamagedSegment(path, f"bad record: {exc}") from exc
+        for v in views:
+            if v.id in seen:
+                st.duplicates += 1
+                continue
+            seen.add(v.id)
+            st.records += 1
+            _bump(st.by_kind, v.kind)
+            if v.kind == "generation":
+                _bump(st.models, v.model)
+                _bump(st.tasks, v.task)
+            elif v.kind in ("verification", "comparison"):
+                _bump(st.methods, v.method)
+                _bump(st.verifiers, v.verifier)
+    return st

@@ -1,0 +1,5 @@
+import sys
+
+from gvstore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""The ``gvstore`` command line. Subcommand groups live in ``cli_*.py`` modules.
+
+Errors: a ``GvstoreError`` (bad input, missing file, damaged store) becomes one line on stderr
+and exit status 1; any other exception becomes one line naming it and exit status 70. With
+``--debug`` the traceback is shown instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from gvstore.errors import GvstoreError
+from gvstore.output import err_console
+from gvstore.store import ENV_VAR, default_root
+
+
+class _Group(TyperGroup):
+    """Turns errors into one-line messages unless ``--debug`` was given."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except GvstoreError as exc:
+            if _debug(ctx):
+                raise
+            err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            ctx.exit(130)
+        except Exception as exc:  # a bug, not bad input: still one line unless --debug
+            if _debug(ctx):
+                raise
+            err_console.print(
+                f"[red]internal error:[/red] {type(exc).__name__}: {exc} "
+                "(run with --debug for the traceback)", markup=True, highlight=False,
+            )
+            ctx.exit(70)
+
+
+def _debug(ctx: click.Context) -> bool:
+    obj = ctx.find_root().obj
+    return bool(isinstance(obj, dict) and obj.get("debug"))
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="gvstore: measure and exploit the generation-verification gap of language models, "
+    "from content-addressed records.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store", envvar=ENV_VAR, help="Store root folder (default: data/store).",
+            show_default=False,
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    ctx.obj = {"store": store if store is not None else default_root(), "debug": debug}
+
+
+def _register() -> None:
+    from gvstore.cli_store import store_app
+
+    app.add_typer(store_app, name="store")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, return its exit status."""
+    try:
+        app(args=argv, prog_name="gvstore", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

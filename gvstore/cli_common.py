@@ -1,0 +1,17 @@
+"""Options and helpers shared by every command group."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gvstore.store import Store, default_root
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def get_store(ctx: typer.Context) -> Store:
+    """The store named by ``--store`` / ``$GVSTORE_STORE`` / the default."""
+    obj = ctx.find_root().obj or {}
+    return Store(obj.get("store") or default_root())

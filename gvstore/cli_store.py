@@ -1,0 +1,167 @@
+"""``gvstore store ...``: statistics, integrity check, one record, synthetic stores."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import typer
+from rich.syntax import Syntax
+
+from gvstore import synth
+from gvstore.cli_common import JsonOpt, get_store
+from gvstore.errors import GvstoreError
+from gvstore.output import console, emit, err_console, print_json, table
+from gvstore.progress import progress
+from gvstore.records import encoder, kind_of
+from gvstore.store import Store, stats
+
+store_app = typer.Typer(help="Inspect, check and synthesise record stores.", no_args_is_help=True)
+
+
+@store_app.command("stats")
+def stats_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Record counts by kind, model, task and method; bytes on disk and compression ratio."""
+    store = get_store(ctx)
+    if not store.root.exists():
+        raise GvstoreError(f"no store at {store.root} (set --store or GVSTORE_STORE)")
+    st = stats(store)
+    data = {
+        "root": st.root, "segments": st.segments, "records": st.records,
+        "duplicates": st.duplicates, "by_kind": st.by_kind, "models": st.models,
+        "tasks": st.tasks, "methods": st.methods, "verifiers": st.verifiers,
+        "bytes_on_disk": st.bytes_on_disk, "bytes_raw": st.bytes_raw,
+        "compression_ratio": round(st.compression_ratio, 3),
+        "bytes_per_record": round(st.bytes_on_disk / st.records, 1) if st.records else None,
+    }
+    overview = table(f"store {st.root}", ["", "value"], [
+        ["segments", st.segments], ["records", st.records],
+        ["duplicates dropped", st.duplicates],
+        ["bytes on disk", st.bytes_on_disk], ["bytes uncompressed", st.bytes_raw],
+        ["compression ratio", f"{st.compression_ratio:.2f}x"],
+        ["bytes per record", data["bytes_per_record"]],
+    ])
+    groups = [
+        table(title, ["name", "records"], sorted(d.items()))
+        for title, d in (("by kind", st.by_kind), ("generations by model", st.models),
+                         ("generations by task", st.tasks),
+                         ("verifications by method", st.methods),
+                         ("verifications by verifier", st.verifiers))
+        if d
+    ]
+    emit(data, as_json, overview, *groups)
+
+
+@store_app.command("verify")
+def verify_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Re-hash every segment and every record; list what is damaged; exit 1 if anything is."""
+    store = get_store(ctx)
+    if not store.root.exists():
+        raise GvstoreError(f"no store at {store.root} (set --store or GVSTORE_STORE)")
+    rep = store.verify()
+    data = {
+        "ok": rep.ok, "segments": rep.segments, "records": rep.records,
+        "duplicates": rep.duplicates,
+        "damaged_segments": [{"path": p, "reason": r} for p, r in rep.damaged_segments],
+        "bad_records": [{"path": p, "line": n, "reason": r} for p, n, r in rep.bad_records],
+        "leftover_tmp": rep.leftover_tmp,
+    }
+    if as_json:
+        print_json(data)
+    else:
+        for p, r in rep.damaged_segments:
+            console.print(f"DAMAGED {p}: {r}", highlight=False)
+        for p, n, r in rep.bad_records:
+            console.print(f"BAD RECORD {p}:{n}: {r}", highlight=False)
+        for p in rep.leftover_tmp:
+            console.print(f"note: leftover temporary file {p} (a killed writer; safe to delete)",
+                          highlight=False)
+        verdict = "ok" if rep.ok else "DAMAGED"
+        console.print(
+            f"{verdict}: {rep.segments} segments, {rep.records} records checked, "
+            f"{rep.duplicates} duplicates, {len(rep.damaged_segments)} damaged segments, "
+            f"{len(rep.bad_records)} bad records", highlight=False,
+        )
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@store_app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    record: Annotated[str, typer.Argument(help="A record id or key, or a unique prefix of one.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one record, whole."""
+    rec = get_store(ctx).get(record)
+    if as_json:
+        print_json(msgspec.to_builtins(rec))
+        return
+    text = msgspec.json.format(encoder.encode(rec), indent=2).decode()
+    console.print(f"[bold]{kind_of(rec)}[/bold] {rec.id}")
+    console.print(Syntax(text, "json", word_wrap=True))
+
+
+def _methods(value: str) -> tuple[str, ...]:
+    methods = tuple(m.strip() for m in value.split(",") if m.strip())
+    if not methods:
+        raise GvstoreError("--methods needs at least one method")
+    return methods
+
+
+@store_app.command("synth")
+def synth_cmd(
+    path: Annotated[Path, typer.Argument(help="Store root to write into (created if needed).")],
+    prompts: Annotated[int, typer.Option(help="Number of prompts.")] = 100,
+    samples: Annotated[int, typer.Option(help="Samples per prompt.")] = 8,
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated: mc, cot_binary, cot_score, tournament.")
+    ] = "mc,cot_score",
+    seed: Annotated[int, typer.Option(help="Seed of the simulator.")] = 0,
+    alpha: Annotated[float, typer.Option(help="Beta(alpha, beta) of per-prompt accuracy.")] = 2.0,
+    beta: Annotated[float, typer.Option(help="Beta(alpha, beta) of per-prompt accuracy.")] = 2.0,
+    discrimination: Annotated[
+        float, typer.Option(help="How well scores separate correct from wrong (0 = not).")
+    ] = 1.5,
+    parse_failure: Annotated[
+        float, typer.Option(help="Share of cot verifications and matches with no verdict.")
+    ] = 0.05,
+    repeats: Annotated[int, typer.Option(help="Verifications per generation and method.")] = 1,
+    tournament_rounds: Annotated[
+        int, typer.Option(help="Tournament rounds (brackets of 2**rounds).")
+    ] = 3,
+    task: Annotated[str, typer.Option(help="Task name written in the records.")] = "synth",
+    generator: Annotated[str, typer.Option(help="Generator model name.")] = "sim-gen",
+    verifier: Annotated[str, typer.Option(help="Verifier model name.")] = "sim-ver",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write a synthetic store from a seeded simulator (no model needed).
+
+    Per-prompt accuracy is drawn from a Beta distribution; verifier scores are drawn
+    conditional on correctness with the chosen discrimination; cot verdicts and tournament
+    matches fail to parse at the chosen rate. Same arguments, same records.
+    """
+    cfg = synth.SynthConfig(
+        prompts=prompts, samples=samples, methods=_methods(methods), seed=seed, alpha=alpha,
+        beta=beta, discrimination=discrimination, parse_failure=parse_failure,
+        repeats=repeats, tournament_rounds=tournament_rounds, task=task, generator=generator,
+        verifier=verifier,
+    )
+    cfg.check()
+    store = Store(path)
+    start = time.monotonic()
+    n = 0
+    with progress(quiet) as bar, store.writer("synth", flush_records=50_000) as w:
+        job = bar.add_task("synth", total=prompts, rate="")
+        for rec in synth.generate(cfg):
+            w.add(rec)
+            n += 1
+            if kind_of(rec) == "prompt":
+                bar.advance(job)
+        bar.update(job, completed=prompts)
+    err_console.print(
+        f"wrote {n} records in {len(w.written)} segments to {store.root} "
+        f"({time.monotonic() - start:.1f} s)", highlight=False,
+    )

@@ -1,0 +1,60 @@
+"""One place that prints results: a rich table for people, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout (NaN and infinities become null)."""
+    sys.stdout.write(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "-"
+        return f"{value:.{digits}g}" if abs(value) >= 1e4 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    """A rich table of already-ordered rows."""
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    for row in rows:
+        t.add_row(*(fmt(v) for v in row))
+    return t
+
+
+def emit(data: Any, as_json: bool, *renderables: Any) -> None:
+    """``data`` as JSON if ``as_json``, else the human renderables."""
+    if as_json:
+        print_json(data)
+    else:
+        for r in renderables:
+            console.print(r)
