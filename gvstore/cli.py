@@ -16,7 +16,6 @@ import typer
 from typer.core import TyperGroup
 
 from gvstore.errors import GvstoreError
-from gvstore.output import err_console
 from gvstore.store import ENV_VAR, default_root
 
 
@@ -26,24 +25,28 @@ class _Group(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, typer.Exit):
             raise
         except GvstoreError as exc:
             if _debug(ctx):
                 raise
-            err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            _one_line("error", str(exc))
             ctx.exit(1)
         except KeyboardInterrupt:
-            err_console.print("interrupted")
+            _one_line("interrupted", "stopped by the user")
             ctx.exit(130)
         except Exception as exc:  # a bug, not bad input: still one line unless --debug
             if _debug(ctx):
                 raise
-            err_console.print(
-                f"[red]internal error:[/red] {type(exc).__name__}: {exc} "
-                "(run with --debug for the traceback)", markup=True, highlight=False,
-            )
+            _one_line("internal error",
+                      f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
             ctx.exit(70)
+
+
+def _one_line(label: str, message: str) -> None:
+    text = " ".join(message.split())  # one line, whatever the message held
+    click.secho(f"{label}: ", err=True, fg="red", nl=False)
+    click.echo(text, err=True)
 
 
 def _debug(ctx: click.Context) -> bool:

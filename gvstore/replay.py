@@ -34,7 +34,7 @@ def handle(record_id: str) -> int:
 
 
 # Light views of each kind: msgspec skips the fields they leave out (texts, raw outputs).
-class _P(msgspec.Struct, tag="prompt", tag_field="kind"):
+class _P(msgspec.Struct, tag="prompt", tag_field="kind", gc=False):
     id: str
     task: str
     item_id: str
@@ -42,11 +42,11 @@ class _P(msgspec.Struct, tag="prompt", tag_field="kind"):
     split: str = "test"
 
 
-class _S(msgspec.Struct, frozen=True):
+class _S(msgspec.Struct, frozen=True, gc=False):
     temperature: float = 1.0
 
 
-class _G(msgspec.Struct, tag="generation", tag_field="kind"):
+class _G(msgspec.Struct, tag="generation", tag_field="kind", gc=False):
     id: str
     prompt_id: str
     task: str
@@ -58,7 +58,7 @@ class _G(msgspec.Struct, tag="generation", tag_field="kind"):
     sampling: _S = _S()
 
 
-class _Gr(msgspec.Struct, tag="grade", tag_field="kind"):
+class _Gr(msgspec.Struct, tag="grade", tag_field="kind", gc=False):
     id: str
     generation_id: str
     grader: str
@@ -67,7 +67,7 @@ class _Gr(msgspec.Struct, tag="grade", tag_field="kind"):
     grader_version: str = "1"
 
 
-class _V(msgspec.Struct, tag="verification", tag_field="kind"):
+class _V(msgspec.Struct, tag="verification", tag_field="kind", gc=False):
     id: str
     generation_id: str
     verifier: str
@@ -80,7 +80,7 @@ class _V(msgspec.Struct, tag="verification", tag_field="kind"):
     p_incorrect: float | None = None
 
 
-class _C(msgspec.Struct, tag="comparison", tag_field="kind"):
+class _C(msgspec.Struct, tag="comparison", tag_field="kind", gc=False):
     id: str
     prompt_id: str
     generation_a: str
@@ -94,7 +94,7 @@ class _C(msgspec.Struct, tag="comparison", tag_field="kind"):
     parse_status: str = "ok"
 
 
-class _W(msgspec.Struct, tag="weight", tag_field="kind"):
+class _W(msgspec.Struct, tag="weight", tag_field="kind", gc=False):
     id: str
     generation_id: str
     spec: str

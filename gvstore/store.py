@@ -13,6 +13,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +39,7 @@ def default_root() -> Path:
     return Path(env) if env else DEFAULT_ROOT
 
 
-class _KeyView(msgspec.Struct):
+class _KeyView(msgspec.Struct, gc=False):
     """Decodes only the kind, key and id of a line; msgspec skips the rest cheaply."""
 
     kind: str
@@ -231,25 +232,38 @@ class Store:
     def _checked(
         self, skip_damaged: bool, on_skip: SkipCallback | None
     ) -> Iterator[tuple[Path, bytes]]:
-        for path in self.segments():
-            try:
-                data = read_segment(path)
-            except DamagedSegment as exc:
-                if not skip_damaged:
-                    raise
-                if on_skip is not None:
-                    on_skip(exc)
-                continue
-            yield path, data
+        """(path, decompressed bytes) of each checked segment, reading one segment ahead.
 
-    def iter_records(
+        Reading, hashing and decompressing release the GIL, so a helper thread does them for
+        the next segment while the caller decodes this one.
+        """
+        paths = self.segments()
+        if not paths:
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead: Future[bytes] = pool.submit(read_segment, paths[0])
+            for i, path in enumerate(paths):
+                current = ahead
+                if i + 1 < len(paths):
+                    ahead = pool.submit(read_segment, paths[i + 1])
+                try:
+                    data = current.result()
+                except DamagedSegment as exc:
+                    if not skip_damaged:
+                        raise
+                    if on_skip is not None:
+                        on_skip(exc)
+                    continue
+                yield path, data
+
+    def iter_batches(
         self,
         kinds: Iterable[str] | None = None,
         *,
         skip_damaged: bool = False,
         on_skip: SkipCallback | None = None,
-    ) -> Iterator[Record]:
-        """Every record once (duplicates by id dropped), segment by segment.
+    ) -> Iterator[list[Record]]:
+        """Every record once (duplicates by id dropped), one list per segment.
 
         A damaged segment raises ``DamagedSegment`` naming the file, unless ``skip_damaged``,
         in which case ``on_skip`` is told about each skipped segment.
@@ -258,7 +272,7 @@ class Store:
         seen: set[str] = set()
         for path, data in self._checked(skip_damaged, on_skip):
             try:
-                recs = decoder.decode_lines(data)
+                recs: list[Record] = decoder.decode_lines(data)
             except msgspec.DecodeError as exc:
                 err = DamagedSegment(path, f"bad record: {exc}")
                 if not skip_damaged:
@@ -266,15 +280,43 @@ class Store:
                 if on_skip is not None:
                     on_skip(err)
                 continue
-            for rec in recs:
-                if rec.id in seen:
-                    continue
-                seen.add(rec.id)
-                if wanted is None or kind_of(rec) in wanted:
-                    yield rec
+            fresh = {r.id for r in recs}
+            if len(fresh) == len(recs) and seen.isdisjoint(fresh):
+                seen |= fresh  # the common case: nothing repeated, no per-record work
+            else:
+                kept = []
+                for r in recs:
+                    if r.id not in seen:
+                        seen.add(r.id)
+                        kept.append(r)
+                recs = kept
+            if wanted is not None:
+                recs = [r for r in recs if kind_of(r) in wanted]
+            yield recs
 
-    def records(self, kinds: Iterable[str] | None = None, **kwargs: bool) -> list[Record]:
-        return list(self.iter_records(kinds, **kwargs))  # type: ignore[arg-type]
+    def iter_records(
+        self,
+        kinds: Iterable[str] | None = None,
+        *,
+        skip_damaged: bool = False,
+        on_skip: SkipCallback | None = None,
+    ) -> Iterator[Record]:
+        """Every record once (duplicates by id dropped); see ``iter_batches``."""
+        for batch in self.iter_batches(kinds, skip_damaged=skip_damaged, on_skip=on_skip):
+            yield from batch
+
+    def records(
+        self,
+        kinds: Iterable[str] | None = None,
+        *,
+        skip_damaged: bool = False,
+        on_skip: SkipCallback | None = None,
+    ) -> list[Record]:
+        """Every record once, as a list; see ``iter_batches``."""
+        out: list[Record] = []
+        for batch in self.iter_batches(kinds, skip_damaged=skip_damaged, on_skip=on_skip):
+            out.extend(batch)
+        return out
 
     def keys(self, kind: str | None = None) -> set[str]:
         """The keys present in the store (of one kind, or all)."""
@@ -346,7 +388,7 @@ class Store:
         return rep
 
 
-class _StatView(msgspec.Struct):
+class _StatView(msgspec.Struct, gc=False):
     kind: str
     id: str
     task: str | None = None

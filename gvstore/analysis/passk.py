@@ -1,0 +1,234 @@
+"""pass@k: the unbiased estimator of Chen et al. (2021), and the per-generation utility frame.
+
+For a prompt with ``n`` graded samples of which ``c`` are correct,
+
+    pass@k = 1 - C(n - c, k) / C(n, k)
+
+is the probability that at least one of ``k`` samples drawn without replacement from the ``n``
+is correct. The binomials overflow floats long before ``n = 200``, so the ratio is computed as
+the product ``prod_{i=0}^{k-1} (n - c - i) / (n - i)`` (each factor a ratio of two exact
+integers, so one rounding per factor; the relative error is below ``2 k`` ulps). The product is
+zero as soon as ``k > n - c``: then every draw of ``k`` holds a correct sample and pass@k = 1.
+
+A sample counts as correct when its utility is 1 (full credit); partial credit counts as
+wrong. A prompt with fewer than ``k`` graded samples has no pass@k: it is left out of that
+``k``'s mean and counted in ``excluded``.
+
+This module also holds the small frame helpers the other ``analysis`` modules of this file set
+share: ``Filters`` and ``utility_frame`` (generations joined with their ground-truth grade).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from gvstore.errors import GvstoreError
+from gvstore.replay import Projections
+
+UTILITIES = ("strict", "flexible")
+DEFAULT_BY = ("task", "model", "round")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which records an analysis looks at; an empty tuple means all."""
+
+    tasks: tuple[str, ...] = ()
+    generators: tuple[str, ...] = ()
+    rounds: tuple[int, ...] = ()
+    verifiers: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+
+    def generations(self, gens: pl.DataFrame) -> pl.DataFrame:
+        """The rows of a ``generations`` frame that pass the task, generator and round filters."""
+        if self.tasks:
+            gens = gens.filter(pl.col("task").is_in(self.tasks))
+        if self.generators:
+            gens = gens.filter(pl.col("model").is_in(self.generators))
+        if self.rounds:
+            gens = gens.filter(pl.col("round").is_in(self.rounds))
+        return gens
+
+    def verifications(self, vers: pl.DataFrame, gens: pl.DataFrame) -> pl.DataFrame:
+        """The rows of a ``verifications`` frame that pass every filter (via their generation)."""
+        if self.verifiers:
+            vers = vers.filter(pl.col("verifier").is_in(self.verifiers))
+        if self.methods:
+            vers = vers.filter(pl.col("method").is_in(self.methods))
+        if self.tasks or self.generators or self.rounds:
+            vers = vers.join(self.generations(gens).select("gen"), on="gen", how="semi")
+        return vers
+
+
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Natural order of version strings: ``"2" < "10"``, ``"1.2" < "1.10"``."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p)
+                 for p in re.findall(r"\d+|[^\d.]+", version))
+
+
+def utility_frame(
+    proj: Projections,
+    *,
+    utility: str = "strict",
+    filters: Filters | None = None,
+    grader: str | None = None,
+) -> pl.DataFrame:
+    """One row per generation that passes ``filters``, with its ground-truth utility.
+
+    Columns: ``gen, prompt, task, model, round, sample_index, utility`` (Float64; null for a
+    generation with no grade). Where a generation was graded under several versions of a
+    grader, its newest grade counts (versions in natural order: ``"2" < "10"``). A generation
+    graded by two different graders is ambiguous: that is an error unless ``grader`` names one.
+    """
+    if utility not in UTILITIES:
+        raise GvstoreError(f"unknown utility {utility!r}; choose from {', '.join(UTILITIES)}")
+    filters = filters or Filters()
+    gens = filters.generations(proj.generations).select(
+        "gen", "prompt", "task", "model", "round", "sample_index"
+    )
+    grades = proj.grades
+    if grader is not None:
+        grades = grades.filter(pl.col("grader") == grader)
+    grades = grades.join(gens.select("gen"), on="gen", how="semi")
+    if grades.height:
+        order = sorted(grades["grader_version"].unique().to_list(), key=_version_key)
+        rank = {v: i for i, v in enumerate(order)}
+        grades = (
+            grades.with_columns(
+                _rank=pl.col("grader_version").replace_strict(rank, return_dtype=pl.Int64)
+            )
+            .sort("gen", "grader", "_rank")
+            .unique(subset=["gen", "grader"], keep="last", maintain_order=True)
+        )
+        if grades["gen"].n_unique() != grades.height:
+            names = sorted(grades["grader"].unique().to_list())
+            raise GvstoreError(
+                f"generations are graded by several graders ({', '.join(names)}); "
+                "name one with --grader"
+            )
+    return gens.join(
+        grades.select("gen", pl.col(utility).alias("utility")), on="gen", how="left"
+    )
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """pass@k = 1 - C(n-c, k) / C(n, k) for one prompt with ``c`` correct of ``n`` samples."""
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got n={n}, c={c}")
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got n={n}, k={k}")
+    if n - c < k:
+        return 1.0
+    # Both products equal C(n-c, k)/C(n, k); take the one with fewer factors.
+    q = 1.0
+    if k <= c:
+        for i in range(k):
+            q *= (n - c - i) / (n - i)
+    else:
+        for j in range(n - c + 1, n + 1):
+            q *= (j - k) / j
+    return 1.0 - q
+
+
+def _check_ks(ks: Iterable[int]) -> list[int]:
+    out = sorted({int(k) for k in ks})
+    if not out:
+        raise GvstoreError("pass@k needs at least one k")
+    if out[0] < 1:
+        raise GvstoreError(f"k must be >= 1, got {out[0]}")
+    return out
+
+
+def pass_at_k_matrix(n: np.ndarray, c: np.ndarray, ks: Sequence[int]) -> np.ndarray:
+    """pass@k of many prompts at once: shape ``(len(n), len(ks))``; NaN where ``k > n``.
+
+    ``n`` and ``c`` are integer arrays (samples and correct samples per prompt). For each
+    distinct ``n`` the ratios C(n-c, k)/C(n, k) of the distinct ``c`` are one cumulative
+    product over ``k``, so the cost is that of a few small tables plus one gather.
+    """
+    n = np.asarray(n, dtype=np.int64)
+    c = np.asarray(c, dtype=np.int64)
+    if n.shape != c.shape or n.ndim != 1:
+        raise ValueError("n and c must be 1-d arrays of the same length")
+    if n.size and (np.any(c < 0) or np.any(c > n)):
+        raise ValueError("need 0 <= c <= n for every prompt")
+    karr = np.asarray(_check_ks(ks), dtype=np.int64)
+    out = np.full((n.size, karr.size), np.nan)
+    for nv in np.unique(n):
+        rows = np.flatnonzero(n == nv)
+        valid = karr <= nv
+        if not valid.any():
+            continue
+        kmax = int(karr[valid].max())
+        cs, inv = np.unique(c[rows], return_inverse=True)
+        i = np.arange(kmax)
+        # factor[c, i] = (n - c - i) / (n - i), clipped at 0 once the numerator runs out.
+        num = np.maximum(nv - cs[:, None] - i[None, :], 0).astype(np.float64)
+        ratio = np.cumprod(num / (nv - i)[None, :].astype(np.float64), axis=1)
+        table = 1.0 - ratio[:, karr[valid] - 1]
+        out[np.ix_(rows, np.flatnonzero(valid))] = table[inv.reshape(-1)]
+    # ks may have come unsorted or with repeats: map back to the caller's columns.
+    return out[:, np.searchsorted(karr, np.asarray(ks, dtype=np.int64))]
+
+
+def pass_at_k_table(
+    frame: pl.DataFrame,
+    ks: Iterable[int],
+    by: Sequence[str] = DEFAULT_BY,
+) -> pl.DataFrame:
+    """Mean over prompts of per-prompt pass@k, per group of ``by`` and per ``k``.
+
+    ``frame`` has one row per generation with columns ``prompt``, ``utility`` (null: not
+    graded; left out and counted) and the ``by`` columns (``utility_frame`` gives such a
+    frame). Returns one row per group and ``k``: the ``by`` columns, ``k``, ``pass_at_k`` (null
+    where no prompt has ``k`` samples), ``prompts`` (prompts in the mean), ``excluded``
+    (prompts with fewer than ``k`` graded samples) and ``ungraded`` (generations of the group
+    with no grade).
+    """
+    klist = _check_ks(ks)
+    by = list(by)
+    missing = [col for col in (*by, "prompt", "utility") if col not in frame.columns]
+    if missing:
+        raise GvstoreError(f"pass@k frame lacks column(s) {', '.join(missing)}")
+    whole = not by
+    if whole:  # one group of everything
+        frame = frame.with_columns(_all=pl.lit(0))
+        by = ["_all"]
+    per_prompt = (
+        frame.filter(pl.col("utility").is_not_null())
+        .group_by([*by, "prompt"])
+        .agg(n=pl.len(), c=(pl.col("utility") >= 1.0).sum())
+    )
+    groups = frame.select(by).unique().sort(by).with_row_index("_g")
+    ungraded = frame.filter(pl.col("utility").is_null()).group_by(by).len(name="ungraded")
+    per_prompt = per_prompt.join(groups, on=by, how="left", nulls_equal=True)
+    g = per_prompt["_g"].to_numpy().astype(np.int64)
+    vals = pass_at_k_matrix(per_prompt["n"].to_numpy(), per_prompt["c"].to_numpy(), klist)
+    ok = ~np.isnan(vals)
+    n_groups = groups.height
+    sums = np.zeros((n_groups, len(klist)))
+    used = np.zeros((n_groups, len(klist)), dtype=np.int64)
+    np.add.at(sums, g, np.where(ok, vals, 0.0))
+    np.add.at(used, g, ok.astype(np.int64))
+    total = np.bincount(g, minlength=n_groups)[:, None]
+    means = np.where(used > 0, sums / np.maximum(used, 1), np.nan)
+    long = pl.DataFrame({
+        "_g": np.repeat(np.arange(n_groups), len(klist)).astype(np.uint32),
+        "k": np.tile(np.asarray(klist, dtype=np.int64), n_groups),
+        "pass_at_k": means.reshape(-1),
+        "prompts": used.reshape(-1),
+        "excluded": (total - used).reshape(-1),
+    }).with_columns(pl.col("pass_at_k").fill_nan(None))
+    out = (
+        groups.join(long, on="_g", how="left")
+        .join(ungraded, on=by, how="left", nulls_equal=True)
+        .with_columns(pl.col("ungraded").fill_null(0).cast(pl.Int64))
+        .sort("_g", "k")
+        .drop("_g")
+    )
+    return out.drop("_all") if whole else out

@@ -1,0 +1,160 @@
+"""Relative gap against pretraining compute: a least-squares line per model family (figure 1).
+
+For each family, with x = log10(pretraining FLOPs) and y = relative gap of each model,
+
+    slope = S_xy / S_xx,   intercept = mean(y) - slope * mean(x),   R^2 = 1 - SS_res / SS_tot
+
+(closed form; S_xy = sum (x - mean x)(y - mean y), S_xx likewise, SS_res the sum of squared
+residuals, SS_tot = S_yy). A line needs two models with different FLOPs; R^2 needs three
+points (through two points it is 1 by construction) and a relative gap that is not constant.
+Where a number is undefined it is null and ``note`` says why.
+
+The model table is a YAML or JSON file: a list of entries ``{name, family, flops}`` (or a
+mapping with such a list under ``models``), e.g.
+
+    models:
+      - {name: Qwen2.5-7B, family: qwen2.5, flops: 2.9e+23}
+      - {name: Qwen2.5-14B, family: qwen2.5, flops: "5.9e23"}
+
+``flops`` is the pretraining compute in FLOPs, a number or a numeric string (YAML 1.1 reads
+``5.9e23`` without a sign after ``e`` as a string; both forms are accepted). The relative gaps
+come from a function the caller supplies (model name -> relative gap or None), or from a JSON
+file: a list of ``{model, relative_gap}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import polars as pl
+import yaml
+
+from gvstore.errors import GvstoreError
+
+
+class ModelEntry(msgspec.Struct, frozen=True):
+    """One model of the model table."""
+
+    name: str
+    family: str
+    flops: float
+
+
+class GapEntry(msgspec.Struct, frozen=True):
+    """One model's relative gap, as a ``--gaps`` file lists it."""
+
+    model: str
+    relative_gap: float | None
+
+
+def _read(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GvstoreError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise GvstoreError(f"{path} is not valid {path.suffix.lstrip('.') or 'YAML'}: "
+                           f"{exc}") from exc
+
+
+def load_models(path: Path) -> pl.DataFrame:
+    """The model table of ``path`` as a frame ``model, family, flops`` (see module doc)."""
+    data = _read(path)
+    if isinstance(data, Mapping) and "models" in data:
+        data = data["models"]
+    try:
+        entries = msgspec.convert(data, list[ModelEntry], strict=False)
+    except msgspec.ValidationError as exc:
+        raise GvstoreError(f"{path}: {exc}") from exc
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise GvstoreError(f"{path}: model(s) listed twice: {', '.join(dup)}")
+    bad = [e.name for e in entries if not (math.isfinite(e.flops) and e.flops > 0)]
+    if bad:
+        raise GvstoreError(f"{path}: flops must be a positive number (model {bad[0]})")
+    return pl.DataFrame(
+        {"model": names, "family": [e.family for e in entries],
+         "flops": [e.flops for e in entries]},
+        schema={"model": pl.String, "family": pl.String, "flops": pl.Float64},
+    )
+
+
+def load_gaps(path: Path) -> dict[str, float | None]:
+    """A ``--gaps`` file: a JSON (or YAML) list of ``{model, relative_gap}``, as a mapping."""
+    data = _read(path)
+    try:
+        entries = msgspec.convert(data, list[GapEntry], strict=False)
+    except msgspec.ValidationError as exc:
+        raise GvstoreError(f"{path}: {exc}") from exc
+    return {e.model: e.relative_gap for e in entries}
+
+
+def scaling_points(
+    models: pl.DataFrame, relative_gap: Callable[[str], float | None]
+) -> pl.DataFrame:
+    """``models`` (``model, family, flops``) with ``log10_flops`` and ``relative_gap`` added.
+
+    ``relative_gap`` maps a model name to its relative gap, or None where there is none (that
+    model stays in the frame with a null gap and is left out of the fits).
+    """
+    gaps = [relative_gap(str(m)) for m in models["model"]]
+    return models.with_columns(
+        log10_flops=pl.col("flops").log10(),
+        relative_gap=pl.Series(gaps, dtype=pl.Float64),
+    )
+
+
+def fit_line(x: Any, y: Any) -> dict[str, Any]:
+    """Least-squares line y = slope x + intercept: ``n, slope, intercept, r2, note``."""
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    n = int(xa.size)
+    out: dict[str, Any] = {"n": n, "slope": None, "intercept": None, "r2": None, "note": None}
+    if n < 2:
+        out["note"] = "a line needs at least 2 models"
+        return out
+    xc = xa - xa.mean()
+    yc = ya - ya.mean()
+    sxx = float(xc @ xc)
+    if sxx == 0.0:
+        out["note"] = "every model has the same FLOPs: no slope"
+        return out
+    slope = float(xc @ yc) / sxx
+    intercept = float(ya.mean()) - slope * float(xa.mean())
+    out["slope"], out["intercept"] = slope, intercept
+    syy = float(yc @ yc)
+    if n < 3:
+        out["note"] = "R^2 needs at least 3 models (a line through 2 fits exactly)"
+    elif syy == 0.0:
+        out["note"] = "the relative gap is constant: R^2 undefined"
+    else:
+        resid = ya - (slope * xa + intercept)
+        out["r2"] = 1.0 - float(resid @ resid) / syy
+    return out
+
+
+def scaling_fit(points: pl.DataFrame) -> list[dict[str, Any]]:
+    """One fit per family of ``points`` (``scaling_points``'s frame), in family order.
+
+    Each: ``family``, ``models`` (in the table), ``missing`` (with no relative gap), and
+    ``fit_line``'s ``n, slope, intercept, r2, note`` over log10 FLOPs.
+    """
+    out: list[dict[str, Any]] = []
+    for family in sorted(points["family"].unique().to_list()):
+        part = points.filter(pl.col("family") == family)
+        have = part.drop_nulls("relative_gap")
+        fit = fit_line(have["log10_flops"].to_numpy(), have["relative_gap"].to_numpy())
+        out.append({"family": family, "models": part.height,
+                    "missing": part.height - have.height, **fit})
+    return out

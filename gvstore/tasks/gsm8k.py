@@ -1,0 +1,65 @@
+"""GSM8K (Cobbe et al. 2021): grade-school maths word problems, graded on the final number.
+
+Prompts follow lm-eval's ``gsm8k_cot``: ``Q: <question>\\nA: <worked answer>`` shots from the
+8 Wei et al. exemplars (default 4), each ending "The answer is N.", then ``Q: <question>\\nA:``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+from gvstore.errors import GvstoreError
+from gvstore.tasks import data
+from gvstore.tasks.base import Exemplar, GradeResult, Item, Task
+from gvstore.tasks.numeric import extract_flexible, extract_strict, same_number
+
+_SPLIT_FILES = {"test": "test.jsonl", "train": "train.jsonl"}
+
+
+def reference_of(answer: str) -> str:
+    """The final number of a GSM8K worked answer (what follows the last ``####``)."""
+    if "####" not in answer:
+        raise GvstoreError("GSM8K answer has no '#### N' line")
+    return answer.split("####")[-1].strip()
+
+
+def grade_number(text: str, reference: str) -> GradeResult:
+    """Strict: the first "The answer is N" is right. Flexible: the last number is right."""
+    strict = extract_strict(text)
+    flexible = extract_flexible(text)
+    return GradeResult(
+        strict=float(same_number(strict, reference)),
+        flexible=float(same_number(flexible, reference)),
+        extracted=strict if strict is not None else flexible,
+    )
+
+
+@cache
+def _exemplars(path: str | None) -> tuple[Exemplar, ...]:
+    rows = data.load_jsonl("gsm8k", "cot_exemplars.jsonl", path)
+    return tuple(Exemplar(r["question"], r["answer"]) for r in rows)
+
+
+class GSM8K(Task):
+    name = "gsm8k"
+    version = "1"
+    description = "GSM8K maths word problems, chain of thought, 'The answer is N.'"
+    splits = ("test", "train")
+    default_kshot = 4
+
+    def items(self, split: str = "test", path: Path | str | None = None) -> list[Item]:
+        self.check_split(split)
+        where = path if path is not None else self.data_path
+        rows = data.load_jsonl("gsm8k", _SPLIT_FILES[split], where)
+        return [
+            Item(f"{split}-{i:05d}", r["question"], reference_of(r["answer"]), split)
+            for i, r in enumerate(rows)
+        ]
+
+    def exemplars(self) -> Sequence[Exemplar]:
+        return _exemplars(None if self.data_path is None else str(self.data_path))
+
+    def grade(self, text: str, reference: str) -> GradeResult:
+        return grade_number(text, reference)

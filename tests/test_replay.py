@@ -1,0 +1,81 @@
+"""Projections: frames match the records, cached by segment set, rebuilt on change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from gvstore.records import Comparison, Generation, Grade, Prompt, Verification
+from gvstore.replay import Projections, handle
+from gvstore.store import Store
+from gvstore.synth import SynthConfig, generate
+
+
+def _write(store: Store, cfg: SynthConfig, folder: str = "synth") -> list:
+    recs = list(generate(cfg))
+    with store.writer(folder, flush_records=100) as w:
+        w.extend(recs)
+    return recs
+
+
+def test_frames_match_records(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    recs = _write(store, SynthConfig(prompts=12, samples=5, repeats=2,
+                                     methods=("mc", "cot_score", "tournament")))
+    f = Projections(store).load()
+    gens = [r for r in recs if isinstance(r, Generation)]
+    assert f["generations"].height == len(gens)
+    assert set(f["generations"]["gen"].to_list()) == {handle(g.id) for g in gens}
+    assert f["prompts"].height == sum(isinstance(r, Prompt) for r in recs)
+    vers = [r for r in recs if isinstance(r, Verification)]
+    assert f["verifications"].height == len(vers) == 12 * 5 * 2 * 2
+    # Scores and nulls survive exactly.
+    got = sorted(f["verifications"]["score"].to_list(), key=lambda x: (x is None, x))
+    want = sorted((v.score for v in vers), key=lambda x: (x is None, x))
+    assert got == want
+    grades = {handle(g.generation_id): g.strict for g in recs if isinstance(g, Grade)}
+    assert dict(zip(f["grades"]["gen"], f["grades"]["strict"], strict=True)) == grades
+    cmps = [r for r in recs if isinstance(r, Comparison)]
+    assert f["comparisons"].height == len(cmps)
+    assert f["comparisons"]["winner"].null_count() == sum(c.winner is None for c in cmps)
+    # Generations join their prompt.
+    joined = f["generations"].join(f["prompts"], on="prompt", how="left")
+    assert joined["item_id"].null_count() == 0
+
+
+def test_cache_is_used_and_rebuilt_when_segments_change(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    _write(store, SynthConfig(prompts=4, samples=3))
+    p1 = Projections(store)
+    first = p1.load()
+    assert p1.rebuilt
+    p2 = Projections(store)
+    again = p2.load()
+    assert not p2.rebuilt  # served from Parquet
+    for name in first:
+        assert again[name].equals(first[name])
+    _write(store, SynthConfig(prompts=4, samples=3, seed=1), folder="more")
+    p3 = Projections(store)
+    grown = p3.load()
+    assert p3.rebuilt and grown["generations"].height == 2 * first["generations"].height
+    # Only the current set's cache files are kept.
+    assert len(list((tmp_path / ".cache" / "proj").glob("*.parquet"))) == 6
+
+
+def test_empty_store_gives_empty_typed_frames(tmp_path: Path) -> None:
+    f = Projections(Store(tmp_path / "nothing")).load()
+    assert f["generations"].height == 0
+    assert f["generations"].schema["gen"] == pl.UInt64
+
+
+def test_damaged_segment_skipped_build_is_not_cached(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    _write(store, SynthConfig(prompts=6, samples=3))
+    seg = store.segments()[0]
+    seg.write_bytes(seg.read_bytes()[:-3])
+    skipped: list = []
+    p = Projections(store, skip_damaged=True, on_skip=skipped.append)
+    p.load()
+    assert len(skipped) == 1
+    assert not (tmp_path / ".cache" / "proj").exists()
