@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -22,11 +21,11 @@ from gvstore.store import ENV_VAR, default_root
 class _Group(TyperGroup):
     """Turns errors into one-line messages unless ``--debug`` was given."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # a typer (vendored click) Context
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, typer.Exit):
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # exits, aborts and usage errors: typer reports them itself
         except GvstoreError as exc:
             if _debug(ctx):
                 raise
@@ -45,11 +44,11 @@ class _Group(TyperGroup):
 
 def _one_line(label: str, message: str) -> None:
     text = " ".join(message.split())  # one line, whatever the message held
-    click.secho(f"{label}: ", err=True, fg="red", nl=False)
-    click.echo(text, err=True)
+    typer.secho(f"{label}: ", err=True, fg="red", nl=False)
+    typer.echo(text, err=True)
 
 
-def _debug(ctx: click.Context) -> bool:
+def _debug(ctx: typer.Context) -> bool:
     obj = ctx.find_root().obj
     return bool(isinstance(obj, dict) and obj.get("debug"))
 

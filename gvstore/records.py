@@ -65,7 +65,7 @@ class _Base(msgspec.Struct, frozen=True, tag_field="kind", kw_only=True, gc=Fals
 R = TypeVar("R", bound=_Base)
 
 
-class Prompt(_Base, tag="prompt", kw_only=True):
+class Prompt(_Base, tag="prompt", kw_only=True, frozen=True):
     """A task item rendered into the exact text sent to the model, with its reference answer."""
 
     KEY_FIELDS = ("task", "split", "item_id", "kshot", "template")
@@ -80,7 +80,7 @@ class Prompt(_Base, tag="prompt", kw_only=True):
     reference: str
 
 
-class Generation(_Base, tag="generation", kw_only=True):
+class Generation(_Base, tag="generation", kw_only=True, frozen=True):
     """One sampled answer of one model to one prompt."""
 
     KEY_FIELDS = (
@@ -103,7 +103,7 @@ class Generation(_Base, tag="generation", kw_only=True):
     finish_reason: str = ""
 
 
-class Grade(_Base, tag="grade", kw_only=True):
+class Grade(_Base, tag="grade", kw_only=True, frozen=True):
     """The ground-truth utility u(x, y) of a generation; strict and flexible kept apart."""
 
     KEY_FIELDS = ("generation_id", "grader", "grader_version")
@@ -117,7 +117,7 @@ class Grade(_Base, tag="grade", kw_only=True):
     extracted: str | None = None
 
 
-class Verification(_Base, tag="verification", kw_only=True):
+class Verification(_Base, tag="verification", kw_only=True, frozen=True):
     """One verifier call on one generation. ``score`` is null when the output did not parse."""
 
     KEY_FIELDS = (
@@ -142,7 +142,7 @@ class Verification(_Base, tag="verification", kw_only=True):
     p_incorrect: float | None = None
 
 
-class Comparison(_Base, tag="comparison", kw_only=True):
+class Comparison(_Base, tag="comparison", kw_only=True, frozen=True):
     """One tournament match between two generations of the same prompt."""
 
     KEY_FIELDS = (
@@ -168,7 +168,7 @@ class Comparison(_Base, tag="comparison", kw_only=True):
     parse_status: str = "ok"
 
 
-class Weight(_Base, tag="weight", kw_only=True):
+class Weight(_Base, tag="weight", kw_only=True, frozen=True):
     """The weight a filter spec gives a generation, computed from the listed input records."""
 
     KEY_FIELDS = ("generation_id", "spec", "inputs")

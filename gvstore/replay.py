@@ -1,6 +1,6 @@
 """Projections: polars frames of the numbers analysis needs, replayed from the store.
 
-Long texts are left out. Records are joined by 64-bit handles (the first 16 hex digits of a
+Long texts are left out (the NDJSON reader of polars skips them). Records are joined by 64-bit handles (the first 16 hex digits of a
 record id, as ``UInt64``) instead of 71-character id strings, which keeps frames small and joins
 fast; a handle collision among the records of one store is detected on build and is an error
 (the odds are about 1 in 10^7 for ten million records), never a silent mix-up.
@@ -14,17 +14,17 @@ deleted.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-import msgspec
 import polars as pl
 
 from gvstore.errors import DamagedSegment, GvstoreError
-from gvstore.store import Store, read_segment
+from gvstore.store import Store
 
-PROJECTION_VERSION = "1"
+PROJECTION_VERSION = "2"
 FRAMES = ("prompts", "generations", "grades", "verifications", "comparisons", "weights")
 
 
@@ -32,76 +32,6 @@ def handle(record_id: str) -> int:
     """The 64-bit join handle of a record id (``sha256:`` + hex)."""
     return int(record_id[7:23], 16)
 
-
-# Light views of each kind: msgspec skips the fields they leave out (texts, raw outputs).
-class _P(msgspec.Struct, tag="prompt", tag_field="kind", gc=False):
-    id: str
-    task: str
-    item_id: str
-    reference: str
-    split: str = "test"
-
-
-class _S(msgspec.Struct, frozen=True, gc=False):
-    temperature: float = 1.0
-
-
-class _G(msgspec.Struct, tag="generation", tag_field="kind", gc=False):
-    id: str
-    prompt_id: str
-    task: str
-    model: str
-    sample_index: int
-    round: int = 0
-    n_tokens: int = 0
-    finish_reason: str = ""
-    sampling: _S = _S()
-
-
-class _Gr(msgspec.Struct, tag="grade", tag_field="kind", gc=False):
-    id: str
-    generation_id: str
-    grader: str
-    strict: float
-    flexible: float
-    grader_version: str = "1"
-
-
-class _V(msgspec.Struct, tag="verification", tag_field="kind", gc=False):
-    id: str
-    generation_id: str
-    verifier: str
-    method: str
-    template: str = ""
-    sample_index: int = 0
-    score: float | None = None
-    parse_status: str = "ok"
-    p_correct: float | None = None
-    p_incorrect: float | None = None
-
-
-class _C(msgspec.Struct, tag="comparison", tag_field="kind", gc=False):
-    id: str
-    prompt_id: str
-    generation_a: str
-    generation_b: str
-    verifier: str
-    method: str = "tournament"
-    bracket: int = 0
-    bracket_round: int = 0
-    sample_index: int = 0
-    winner: str | None = None
-    parse_status: str = "ok"
-
-
-class _W(msgspec.Struct, tag="weight", tag_field="kind", gc=False):
-    id: str
-    generation_id: str
-    spec: str
-    weight: float
-
-
-_light = msgspec.json.Decoder(_P | _G | _Gr | _V | _C | _W)
 
 SCHEMAS: dict[str, dict[str, pl.DataType | type[pl.DataType]]] = {
     "prompts": {"prompt": pl.UInt64, "task": pl.String, "item_id": pl.String,
@@ -122,88 +52,90 @@ SCHEMAS: dict[str, dict[str, pl.DataType | type[pl.DataType]]] = {
                     "parse_status": pl.String},
     "weights": {"gen": pl.UInt64, "spec": pl.String, "weight": pl.Float64},
 }
+"""The columns of each projection (a stable interface for the analysis modules)."""
+
+
+# Every field any projection reads, across kinds; the NDJSON reader skips all other fields
+# (texts, raw outputs) without building them. Absent fields read as null.
+_LINE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "kind": pl.String, "id": pl.String,
+    # prompt
+    "item_id": pl.String, "split": pl.String, "reference": pl.String,
+    # generation
+    "prompt_id": pl.String, "task": pl.String, "model": pl.String, "round": pl.Int32,
+    "sample_index": pl.Int32, "n_tokens": pl.Int32, "finish_reason": pl.String,
+    "sampling": pl.Struct({"temperature": pl.Float64}),
+    # grade, verification, weight
+    "generation_id": pl.String, "grader": pl.String, "grader_version": pl.String,
+    "strict": pl.Float64, "flexible": pl.Float64, "verifier": pl.String, "method": pl.String,
+    "template": pl.String, "score": pl.Float64, "parse_status": pl.String,
+    "p_correct": pl.Float64, "p_incorrect": pl.Float64, "spec": pl.String,
+    "weight": pl.Float64,
+    # comparison
+    "generation_a": pl.String, "generation_b": pl.String, "winner": pl.String,
+    "bracket": pl.Int32, "bracket_round": pl.Int32,
+}
+
+
+def _h(col: str) -> pl.Expr:
+    """The UInt64 handle of an id column (null stays null)."""
+    return pl.col(col).str.slice(7, 16).str.to_integer(base=16, dtype=pl.UInt64)
+
+
+def _defaults(df: pl.DataFrame, values: dict[str, object]) -> pl.DataFrame:
+    """Fill nulls that mean "field left at its default" in the stored line."""
+    return df.with_columns(
+        pl.col(c).fill_null(pl.lit(v, dtype=df.schema[c])) for c, v in values.items()
+    )
+
+
+def _split(lines: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    by_kind = {k: lines.filter(pl.col("kind") == k) for k in
+               ("prompt", "generation", "grade", "verification", "comparison", "weight")}
+    frames = {
+        "prompts": _defaults(by_kind["prompt"], {"split": "test"}).select(
+            _h("id").alias("prompt"), "task", "item_id", "split", "reference"),
+        "generations": _defaults(by_kind["generation"], {
+            "round": 0, "n_tokens": 0, "finish_reason": ""}).select(
+            _h("id").alias("gen"), _h("prompt_id").alias("prompt"), "task", "model", "round",
+            "sample_index", "n_tokens", "finish_reason",
+            pl.col("sampling").struct.field("temperature").fill_null(1.0).alias("temperature")),
+        "grades": _defaults(by_kind["grade"], {"grader_version": "1"}).select(
+            _h("generation_id").alias("gen"), "grader", "grader_version", "strict", "flexible"),
+        "verifications": _defaults(by_kind["verification"], {
+            "template": "", "sample_index": 0, "parse_status": "ok"}).select(
+            _h("generation_id").alias("gen"), "verifier", "method", "template", "sample_index",
+            "score", "parse_status", "p_correct", "p_incorrect"),
+        "comparisons": _defaults(by_kind["comparison"], {
+            "method": "tournament", "bracket": 0, "bracket_round": 0, "sample_index": 0,
+            "parse_status": "ok"}).select(
+            _h("prompt_id").alias("prompt"), _h("generation_a").alias("a"),
+            _h("generation_b").alias("b"), _h("winner").alias("winner"), "verifier", "method",
+            "bracket", "bracket_round", "sample_index", "parse_status"),
+        "weights": by_kind["weight"].select(
+            _h("generation_id").alias("gen"), "spec", "weight"),
+    }
+    return {name: frames[name].cast(SCHEMAS[name]) for name in SCHEMAS}  # type: ignore[arg-type]
 
 
 def _build(
     store: Store, skip_damaged: bool, on_skip: Callable[[DamagedSegment], None] | None
 ) -> dict[str, pl.DataFrame]:
-    cols: dict[str, dict[str, list[object]]] = {
-        name: {c: [] for c in schema} for name, schema in SCHEMAS.items()
-    }
-    seen: set[str] = set()
-    ids: dict[str, list[str]] = {"prompts": [], "generations": []}
-    for path in store.segments():
+    parts: list[pl.DataFrame] = []
+    for path, data in store._checked(skip_damaged, on_skip):
         try:
-            views = _light.decode_lines(read_segment(path))
-        except (DamagedSegment, msgspec.DecodeError) as exc:
-            err = exc if isinstance(exc, DamagedSegment) else DamagedSegment(path, str(exc))
+            parts.append(pl.read_ndjson(io.BytesIO(data), schema=_LINE_SCHEMA))
+        except (pl.exceptions.PolarsError, ValueError) as exc:
+            err = DamagedSegment(path, f"bad record: {exc}")
             if not skip_damaged:
                 raise err from None
             if on_skip is not None:
                 on_skip(err)
-            continue
-        for v in views:
-            if v.id in seen:
-                continue
-            seen.add(v.id)
-            if isinstance(v, _G):
-                c = cols["generations"]
-                ids["generations"].append(v.id)
-                c["gen"].append(handle(v.id))
-                c["prompt"].append(handle(v.prompt_id))
-                c["task"].append(v.task)
-                c["model"].append(v.model)
-                c["round"].append(v.round)
-                c["sample_index"].append(v.sample_index)
-                c["n_tokens"].append(v.n_tokens)
-                c["finish_reason"].append(v.finish_reason)
-                c["temperature"].append(v.sampling.temperature)
-            elif isinstance(v, _V):
-                c = cols["verifications"]
-                c["gen"].append(handle(v.generation_id))
-                c["verifier"].append(v.verifier)
-                c["method"].append(v.method)
-                c["template"].append(v.template)
-                c["sample_index"].append(v.sample_index)
-                c["score"].append(v.score)
-                c["parse_status"].append(v.parse_status)
-                c["p_correct"].append(v.p_correct)
-                c["p_incorrect"].append(v.p_incorrect)
-            elif isinstance(v, _Gr):
-                c = cols["grades"]
-                c["gen"].append(handle(v.generation_id))
-                c["grader"].append(v.grader)
-                c["grader_version"].append(v.grader_version)
-                c["strict"].append(v.strict)
-                c["flexible"].append(v.flexible)
-            elif isinstance(v, _P):
-                c = cols["prompts"]
-                ids["prompts"].append(v.id)
-                c["prompt"].append(handle(v.id))
-                c["task"].append(v.task)
-                c["item_id"].append(v.item_id)
-                c["split"].append(v.split)
-                c["reference"].append(v.reference)
-            elif isinstance(v, _C):
-                c = cols["comparisons"]
-                c["prompt"].append(handle(v.prompt_id))
-                c["a"].append(handle(v.generation_a))
-                c["b"].append(handle(v.generation_b))
-                c["winner"].append(None if v.winner is None else handle(v.winner))
-                c["verifier"].append(v.verifier)
-                c["method"].append(v.method)
-                c["bracket"].append(v.bracket)
-                c["bracket_round"].append(v.bracket_round)
-                c["sample_index"].append(v.sample_index)
-                c["parse_status"].append(v.parse_status)
-            else:
-                c = cols["weights"]
-                c["gen"].append(handle(v.generation_id))
-                c["spec"].append(v.spec)
-                c["weight"].append(v.weight)
-    frames = {
-        name: pl.DataFrame(cols[name], schema=SCHEMAS[name]) for name in SCHEMAS
-    }
+    if parts:
+        lines = pl.concat(parts).unique(subset="id", keep="first", maintain_order=True)
+    else:
+        lines = pl.DataFrame(schema=_LINE_SCHEMA)
+    frames = _split(lines)
     for name, col in (("prompts", "prompt"), ("generations", "gen")):
         if frames[name][col].n_unique() != frames[name].height:
             raise GvstoreError(
