@@ -37,7 +37,14 @@ from gvstore.records import (
 
 METHODS = ("mc", "cot_binary", "cot_score", "tournament")
 
-_WORDS = ["the", "we", "so", "first", "then", "add", "subtract", "multiply", "divide", "total", "each", "number", "answer", "is", "of", "to", "and", "which", "gives", "left", "remaining", "apples", "pages", "dollars", "minutes", "hours", "students", "boxes", "per", "more", "less", "than", "twice", "half", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "step", "result", "sum", "product", "difference", "now", "since", "because", "therefore", "means", "has", "had", "were", "was", "are", "buys", "sells", "pays"]
+_WORDS = (
+    "the", "we", "so", "first", "then", "add", "subtract", "multiply", "divide", "total", "each",
+    "number", "answer", "is", "of", "to", "and", "which", "gives", "left", "remaining", "apples",
+    "pages", "dollars", "minutes", "hours", "students", "boxes", "per", "more", "less", "than",
+    "twice", "half", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "step",
+    "result", "sum", "product", "difference", "now", "since", "because", "therefore", "means",
+    "has", "had", "were", "was", "are", "buys", "sells", "pays",
+)
 
 
 @dataclass(frozen=True)
