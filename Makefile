@@ -20,7 +20,7 @@ setup: $(STAMP)
 
 ## The main job: run the pipeline (dvc repro) and show what the store holds.
 study: $(STAMP)
-	$(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" dvc repro
 	$(BIN)/gvstore store stats
 
 ## The tests (what CI runs). Heavier tests: `make test PYTEST_ARGS="-m slow"`.
