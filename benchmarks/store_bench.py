@@ -78,7 +78,7 @@ def main() -> int:
     store = Store(root)
     t_store = t_base = 0.0
     total = raw_json = 0
-    with store.writer("bench", flush_records=100_000, flush_seconds=3600) as w, \
+    with store.writer("bench", flush_seconds=3600) as w, \
             gzip.open(base, "wt", encoding="utf-8") as gz:
         for chunk in chunks(args.n, args.words, 100_000):
             dicts = [msgspec.to_builtins(r) for r in chunk]  # the baseline starts from dicts

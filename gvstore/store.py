@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +32,7 @@ ENV_VAR = "GVSTORE_STORE"
 DEFAULT_FLUSH_RECORDS = 4096
 DEFAULT_FLUSH_SECONDS = 30.0
 DEFAULT_LEVEL = 6
+READ_AHEAD = 2  # segments read, checked and decompressed ahead of the decoder
 
 
 def default_root() -> Path:
@@ -154,6 +156,10 @@ def read_segment(path: Path) -> bytes:
     if got != expect:
         raise DamagedSegment(path, f"content digest {got[:12]} does not match its name")
     try:
+        if zstandard.frame_content_size(raw) > 0:
+            # One-shot decompression releases the GIL (the streaming object does not), so
+            # the read-ahead thread of Store._checked really runs beside the decoder.
+            return zstandard.ZstdDecompressor().decompress(raw)
         return zstandard.ZstdDecompressor().decompressobj().decompress(raw)
     except zstandard.ZstdError as exc:
         raise DamagedSegment(path, f"not valid zstd: {exc}") from exc
@@ -232,7 +238,7 @@ class Store:
     def _checked(
         self, skip_damaged: bool, on_skip: SkipCallback | None
     ) -> Iterator[tuple[Path, bytes]]:
-        """(path, decompressed bytes) of each checked segment, reading one segment ahead.
+        """(path, decompressed bytes) of each checked segment, reading segments ahead.
 
         Reading, hashing and decompressing release the GIL, so a helper thread does them for
         the next segment while the caller decodes this one.
@@ -240,12 +246,14 @@ class Store:
         paths = self.segments()
         if not paths:
             return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead: Future[bytes] = pool.submit(read_segment, paths[0])
+        with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
+            queue: deque[Future[bytes]] = deque(
+                pool.submit(read_segment, p) for p in paths[:READ_AHEAD]
+            )
             for i, path in enumerate(paths):
-                current = ahead
-                if i + 1 < len(paths):
-                    ahead = pool.submit(read_segment, paths[i + 1])
+                current = queue.popleft()
+                if i + READ_AHEAD < len(paths):
+                    queue.append(pool.submit(read_segment, paths[i + READ_AHEAD]))
                 try:
                     data = current.result()
                 except DamagedSegment as exc:

@@ -124,19 +124,20 @@ def fit_line(x: Any, y: Any) -> dict[str, Any]:
     if n < 2:
         out["note"] = "a line needs at least 2 models"
         return out
-    xc = xa - xa.mean()
-    yc = ya - ya.mean()
-    sxx = float(xc @ xc)
-    if sxx == 0.0:
+    # Constancy is tested on the values: a mean that rounds leaves tiny nonzero deviations.
+    if xa.min() == xa.max():
         out["note"] = "every model has the same FLOPs: no slope"
         return out
-    slope = float(xc @ yc) / sxx
-    intercept = float(ya.mean()) - slope * float(xa.mean())
+    xc = xa - xa.mean()
+    yc = ya - ya.mean()
+    flat = ya.min() == ya.max()
+    slope = 0.0 if flat else float(xc @ yc) / float(xc @ xc)
+    intercept = float(ya[0]) if flat else float(ya.mean()) - slope * float(xa.mean())
     out["slope"], out["intercept"] = slope, intercept
     syy = float(yc @ yc)
     if n < 3:
         out["note"] = "R^2 needs at least 3 models (a line through 2 fits exactly)"
-    elif syy == 0.0:
+    elif flat:
         out["note"] = "the relative gap is constant: R^2 undefined"
     else:
         resid = ya - (slope * xa + intercept)

@@ -187,6 +187,14 @@ def locate(name: str, rel: str, path: Path | str | None = None, *, verify: bool 
     )
 
 
+def data_dir(path: Path | str | None) -> str | None:
+    """The folder to look for companion files (exemplars) in, given a caller's file or folder."""
+    if path is None:
+        return None
+    p = Path(path)
+    return str(p if p.is_dir() else p.parent)
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """The JSON objects of a JSON-lines file (blank lines skipped; a bad line is an error)."""
     with open(path, encoding="utf-8") as fh:

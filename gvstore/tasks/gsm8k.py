@@ -59,7 +59,7 @@ class GSM8K(Task):
         ]
 
     def exemplars(self) -> Sequence[Exemplar]:
-        return _exemplars(None if self.data_path is None else str(self.data_path))
+        return _exemplars(data.data_dir(self.data_path))
 
     def grade(self, text: str, reference: str) -> GradeResult:
         return grade_number(text, reference)

@@ -15,10 +15,13 @@ The lark grammar lacks ``\\pi``; it is swapped for a free letter and substituted
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import contextlib
+import json
 import re
+import select
+import subprocess
+import sys
 import threading
-from multiprocessing.connection import Connection
 from typing import Any
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -65,73 +68,85 @@ def equivalent_now(a: str, b: str) -> bool:
     return bool(sympy.simplify(diff) == 0)
 
 
-def _worker(conn: Connection) -> None:  # pragma: no cover - runs in the child process
+def _serve() -> None:  # pragma: no cover - runs in the child process
+    """The worker loop: one JSON ``[a, b]`` per stdin line, one ``true``/``false`` back."""
     try:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     except (ImportError, ValueError, OSError):
         pass
-    import sympy  # noqa: F401 - import once, before the first request
-    from sympy.parsing.latex import parse_latex
-
-    try:
-        parse_latex("1", backend="lark")  # build the grammar once
-    except Exception:
-        pass
-    while True:
+    with contextlib.suppress(Exception):
+        equivalent_now("1", "1")  # import SymPy and build the grammar before the first request
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    for line in sys.stdin:
         try:
-            a, b = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            ok = equivalent_now(a, b)
+            a, b = json.loads(line)
+            ok = equivalent_now(str(a), str(b))
         except BaseException:  # noqa: BLE001 - any failure of SymPy is a non-match
             ok = False
-        conn.send(ok)
+        sys.stdout.write("true\n" if ok else "false\n")
+        sys.stdout.flush()
 
 
 class _Worker:
+    """One ``python -m gvstore.tasks.math_equiv`` process, talked to over pipes."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.proc: Any = None
-        self.conn: Connection | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
-    def _start(self) -> Connection:
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child,), daemon=True, name="gvstore-sympy")
-        proc.start()
-        child.close()
-        self.proc, self.conn = proc, parent
-        return parent
+    def _start(self, startup: float) -> subprocess.Popen[bytes] | None:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gvstore.tasks.math_equiv"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        self.proc = proc
+        if self._readline(startup) != "ready":
+            self.stop()
+            return None
+        return proc
+
+    def _readline(self, timeout: float) -> str | None:
+        proc = self.proc
+        if proc is None or proc.stdout is None:
+            return None
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        if not ready:
+            return None
+        line = proc.stdout.readline()
+        return line.decode().strip() if line else None
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.join(5)
-        if self.conn is not None:
-            self.conn.close()
-        self.proc = self.conn = None
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait(5)
+            for f in (proc.stdin, proc.stdout):
+                if f is not None:
+                    f.close()
 
     def ask(self, a: str, b: str, timeout: float, startup: float) -> bool:
         with self.lock:
-            fresh = self.conn is None or self.proc is None or not self.proc.is_alive()
-            if fresh:
+            proc = self.proc
+            if proc is None or proc.poll() is not None:
                 self.stop()
-                conn = self._start()
-            else:
-                assert self.conn is not None
-                conn = self.conn
+                proc = self._start(startup)
+                if proc is None:
+                    return False
+            assert proc.stdin is not None
             try:
-                conn.send((a, b))
-                # a fresh worker first imports SymPy: that time is not the answer's fault
-                if conn.poll(timeout + (startup if fresh else 0.0)):
-                    return bool(conn.recv())
-            except (EOFError, OSError):
-                pass
-            self.stop()  # overran or died: kill it, the next call starts a new one
-            return False
+                proc.stdin.write(json.dumps([a, b]).encode() + b"\n")
+                proc.stdin.flush()
+            except OSError:
+                self.stop()
+                return False
+            answer = self._readline(timeout)
+            if answer is None:
+                self.stop()  # overran or died: kill it; the next call starts a new one
+                return False
+            return answer == "true"
 
 
 _WORKER = _Worker()
@@ -148,3 +163,7 @@ def shutdown() -> None:
     """Stop the worker process (it is a daemon, so it also ends with the interpreter)."""
     with _WORKER.lock:
         _WORKER.stop()
+
+
+if __name__ == "__main__":
+    _serve()

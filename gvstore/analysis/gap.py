@@ -1,0 +1,227 @@
+"""The generation-verification gap of a filter spec, with bootstrap intervals over prompts.
+
+For one (task, generator, round, verifier) group and the graded samples of each prompt x
+(ungraded samples are left out and counted; their weights are still computed with them):
+
+    acc(x)   = mean_i u_i
+    acc_w(x) = sum_i w_i u_i / sum_i w_i,  or acc(x) where every w_i = 0 (counted: ``empty``)
+    gap      = mean_x (acc_w(x) - acc(x))
+    rel gap  = mean_x r(x),  r(x) = (acc_w(x) - acc(x)) / (1 - acc(x)), 0 where acc(x) = 1
+               (counted: ``perfect``)
+
+Intervals: the percentile bootstrap over prompts: ``resamples`` times, P prompts are drawn
+with replacement (numpy ``default_rng(seed)``, one (resamples x P) draw shared by every
+statistic, so base, reweighted, gap and relative gap are paired), each statistic's mean is
+taken over the drawn prompts, and the interval is the (1 - level)/2 and (1 + level)/2
+percentiles (linear interpolation) of those means. The verdict reads the gap's interval:
+``improvable`` if it lies above 0, ``worse`` if below, ``not improvable`` if it holds 0.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from gvstore.analysis.frames import Dataset, Group
+from gvstore.analysis.specs import Spec, methods_of
+from gvstore.analysis.weights import Weigher
+from gvstore.errors import GvstoreError
+
+DEFAULT_RESAMPLES = 1000
+DEFAULT_LEVEL = 0.95
+
+
+@dataclass
+class PromptStats:
+    """Per-prompt numbers of one group under one weighting (graded samples only)."""
+
+    acc: np.ndarray
+    acc_w: np.ndarray
+    empty: np.ndarray
+    kept: int
+    graded: int
+    ungraded: int
+
+    @property
+    def diff(self) -> np.ndarray:
+        return self.acc_w - self.acc
+
+    @property
+    def rel(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.acc < 1.0, self.diff / (1.0 - self.acc), 0.0)
+
+    @property
+    def perfect(self) -> np.ndarray:
+        return self.acc >= 1.0
+
+
+class Graded:
+    """The graded rows of a group, with what every weighting of it reuses."""
+
+    def __init__(self, group: Group) -> None:
+        u = group.utility
+        self.mask = ~np.isnan(u)
+        self.u = u[self.mask]
+        pidx = group.pidx[self.mask]
+        n = np.bincount(pidx, minlength=group.n_prompts)
+        self.present = n > 0  # prompts with at least one graded sample
+        remap = np.cumsum(self.present) - 1
+        self.pidx = remap[pidx]
+        self.n_prompts = int(self.present.sum())
+        self.n = n[self.present].astype(np.float64)
+        self.acc = np.bincount(self.pidx, self.u, minlength=self.n_prompts) / self.n
+        self.ungraded = int((~self.mask).sum())
+
+    def stats(self, w: np.ndarray) -> PromptStats:
+        ww = w[self.mask]
+        sw = np.bincount(self.pidx, ww, minlength=self.n_prompts)
+        swu = np.bincount(self.pidx, ww * self.u, minlength=self.n_prompts)
+        empty = sw <= 0.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc_w = np.where(empty, self.acc, swu / np.where(empty, 1.0, sw))
+        return PromptStats(self.acc, acc_w, empty, int((ww > 0).sum()), int(self.u.size),
+                           self.ungraded)
+
+
+@functools.lru_cache(maxsize=2)
+def draw_counts(n_prompts: int, resamples: int, seed: int) -> np.ndarray:
+    """How often each of P prompts is drawn in each resample: a (resamples x P) float matrix.
+
+    ``default_rng(seed).integers(0, P, size=(resamples, P))`` gives the draws; the same
+    arguments give the same matrix (it is cached, read-only).
+    """
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n_prompts, size=(resamples, n_prompts))
+    counts = np.empty((resamples, n_prompts))
+    for b in range(resamples):
+        counts[b] = np.bincount(idx[b], minlength=n_prompts)
+    counts.setflags(write=False)
+    return counts
+
+
+class Bootstrap:
+    """Seeded percentile bootstrap over P prompts (see the module doc)."""
+
+    def __init__(self, n_prompts: int, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                 level: float = DEFAULT_LEVEL) -> None:
+        if resamples < 0:
+            raise GvstoreError(f"resamples must be >= 0, got {resamples}")
+        if not 0.0 < level < 1.0:
+            raise GvstoreError(f"the interval level must be in (0, 1), got {level}")
+        self.n = n_prompts
+        self.resamples = resamples
+        self.level = level
+        self.counts = (draw_counts(n_prompts, resamples, seed) if n_prompts and resamples
+                       else np.zeros((resamples, n_prompts)))
+
+    def means(self, values: np.ndarray) -> np.ndarray:
+        """The resampled means of each column of ``values`` (P x k): (resamples x k)."""
+        return self.counts @ values / self.n
+
+    def interval(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper percentile bounds of the mean of each column of ``values`` (P x k)."""
+        if self.resamples == 0 or self.n == 0:
+            nan = np.full(values.shape[1:], np.nan)
+            return nan, nan
+        a = (1.0 - self.level) / 2.0
+        lo, hi = np.percentile(self.means(values), [100 * a, 100 * (1 - a)], axis=0)
+        return lo, hi
+
+
+def verdict(lo: float, hi: float) -> str:
+    """``improvable`` if the gap interval lies above 0, ``worse`` below, else not."""
+    if lo > 0:
+        return "improvable"
+    if hi < 0:
+        return "worse"
+    return "not improvable"
+
+
+@dataclass
+class GapResult:
+    """One row of a gap table."""
+
+    task: str
+    generator: str
+    round: int
+    verifier: str
+    spec: str
+    utility: str
+    prompts: int
+    generations: int
+    ungraded: int
+    kept: int
+    empty_prompts: int
+    perfect_prompts: int
+    base: float
+    base_lo: float
+    base_hi: float
+    reweighted: float
+    reweighted_lo: float
+    reweighted_hi: float
+    gap: float
+    gap_lo: float
+    gap_hi: float
+    rel_gap: float
+    rel_gap_lo: float
+    rel_gap_hi: float
+    verdict: str
+    resamples: int
+    seed: int
+    level: float
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def summarise(
+    group: Group, spec: str, utility: str, st: PromptStats, boot: Bootstrap, seed: int
+) -> GapResult:
+    """The gap row of one group from its per-prompt numbers."""
+    cols = np.column_stack([st.acc, st.acc_w, st.diff, st.rel])
+    mean = cols.mean(axis=0)
+    lo, hi = boot.interval(cols)
+    return GapResult(
+        task=group.task, generator=group.generator, round=group.round,
+        verifier=group.verifier, spec=spec, utility=utility, prompts=int(st.acc.size),
+        generations=st.graded, ungraded=st.ungraded, kept=st.kept,
+        empty_prompts=int(st.empty.sum()), perfect_prompts=int(st.perfect.sum()),
+        base=float(mean[0]), base_lo=float(lo[0]), base_hi=float(hi[0]),
+        reweighted=float(mean[1]), reweighted_lo=float(lo[1]), reweighted_hi=float(hi[1]),
+        gap=float(mean[2]), gap_lo=float(lo[2]), gap_hi=float(hi[2]),
+        rel_gap=float(mean[3]), rel_gap_lo=float(lo[3]), rel_gap_hi=float(hi[3]),
+        verdict=verdict(float(lo[2]), float(hi[2])) if boot.resamples else "unknown",
+        resamples=boot.resamples, seed=seed, level=boot.level,
+    )
+
+
+def gap_table(
+    ds: Dataset,
+    specs: Sequence[Spec],
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> list[GapResult]:
+    """One row per (task, generator, round, verifier) group and spec.
+
+    Groups with no graded generation are left out.
+    """
+    out: list[GapResult] = []
+    boots: dict[int, Bootstrap] = {}
+    for spec in specs:
+        for g in ds.groups(methods_of(spec)):
+            graded = Graded(g)
+            if graded.n_prompts == 0:
+                continue
+            st = graded.stats(Weigher(g).weights(spec))
+            boot = boots.get(graded.n_prompts)
+            if boot is None:
+                boot = boots[graded.n_prompts] = Bootstrap(graded.n_prompts, resamples, seed,
+                                                           level)
+            out.append(summarise(g, str(spec), ds.utility or "strict", st, boot, seed))
+    return out

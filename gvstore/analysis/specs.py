@@ -1,0 +1,313 @@
+"""Filter specs: short strings that name how verifier scores become weights.
+
+Grammar (whitespace between tokens is allowed and dropped; ``str(spec)`` prints the canonical
+form, with no spaces, which parses back to an equal spec)::
+
+    spec    := leaf | mean | combo
+    leaf    := METHOD ":" options                      mc:quantile=0.8   cot_score:tau=8,nulls=keep
+    mean    := "mean(" METHOD ("," METHOD)+ ")" ":" options     mean(mc,cot_score):quantile=0.8
+    combo   := ("and" | "or") "(" spec ("," spec)+ ")"         and(mc:quantile=0.8,cot_binary:tau=1)
+    options := rule ["," "nulls=" ("reject" | "keep")]       (either order; canonical: rule first)
+    rule    := "quantile=" Q | "tau=" T | "exp=" BETA | "rounds=" R
+    METHOD  := mc | cot_binary | cot_score | tournament
+
+* ``quantile=Q`` (0 <= Q <= 1): keep s_i >= the per-prompt Q-quantile of the scores;
+* ``tau=T``: keep s_i >= T;
+* ``exp=BETA`` (BETA > 0): weight exp(s_i / BETA);
+* ``rounds=R`` (whole R >= 0, ``tournament`` only, which takes no other rule): keep the
+  survivors of R rounds of single elimination;
+* ``nulls=keep``: a sample with no score (the verifier's output did not parse) is kept (w = 1)
+  instead of rejected (w = 0, the default, which the canonical form omits); not with ``exp``;
+* ``mean(...)``: the mean of the methods' per-prompt rank-normalised scores, then the rule;
+* ``and(...)``: the product of the parts' weights; ``or(...)``: their maximum.
+
+Inside ``and(...)``/``or(...)`` a comma followed by ``NAME=`` continues the options of the part
+before it; any other comma starts the next part. ``docs/metrics.md`` gives the exact semantics.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+
+from gvstore.errors import GvstoreError
+
+METHODS = ("mc", "cot_binary", "cot_score", "tournament")
+SCORE_METHODS = ("mc", "cot_binary", "cot_score")
+RULES = ("quantile", "tau", "exp", "rounds")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class SpecError(GvstoreError):
+    """A filter spec that does not parse; the message points at the offending character."""
+
+    def __init__(self, text: str, pos: int, reason: str) -> None:
+        self.text = text
+        self.pos = pos
+        self.reason = reason
+        super().__init__(
+            f"bad filter spec: {reason} (at position {pos})\n  {text}\n  {' ' * pos}^"
+        )
+
+
+def fmt_number(x: float) -> str:
+    """The canonical text of a rule value: whole numbers without a point, else ``repr``."""
+    if float(x).is_integer() and abs(x) < 1e16:
+        return str(int(x))
+    return repr(float(x))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a score becomes a weight. ``value`` is None only in a sweep template."""
+
+    kind: str
+    value: float | None
+
+    def __str__(self) -> str:
+        return self.kind if self.value is None else f"{self.kind}={fmt_number(self.value)}"
+
+
+def _options(rule: Rule, keep_nulls: bool) -> str:
+    return f"{rule},nulls=keep" if keep_nulls else str(rule)
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One verification method and its rule."""
+
+    method: str
+    rule: Rule
+    keep_nulls: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.method}:{_options(self.rule, self.keep_nulls)}"
+
+
+@dataclass(frozen=True)
+class Mean:
+    """The mean of several methods' per-prompt rank-normalised scores, then a rule."""
+
+    methods: tuple[str, ...]
+    rule: Rule
+    keep_nulls: bool = False
+
+    def __str__(self) -> str:
+        return f"mean({','.join(self.methods)}):{_options(self.rule, self.keep_nulls)}"
+
+
+@dataclass(frozen=True)
+class Combine:
+    """``and`` (product of weights) or ``or`` (maximum of weights) of two or more specs."""
+
+    op: str
+    parts: tuple[Spec, ...]
+
+    def __str__(self) -> str:
+        return f"{self.op}({','.join(str(p) for p in self.parts)})"
+
+
+Spec = Leaf | Mean | Combine
+
+
+def methods_of(spec: Spec) -> tuple[str, ...]:
+    """The verification methods a spec reads, sorted, without repeats."""
+    if isinstance(spec, Leaf):
+        return (spec.method,)
+    if isinstance(spec, Mean):
+        return tuple(sorted(set(spec.methods)))
+    return tuple(sorted({m for p in spec.parts for m in methods_of(p)}))
+
+
+def with_value(spec: Leaf | Mean, value: float) -> Leaf | Mean:
+    """The same spec with its rule's value set (used by sweeps)."""
+    return replace(spec, rule=Rule(spec.rule.kind, float(value)))
+
+
+class _Parser:
+    def __init__(self, text: str, allow_open: bool) -> None:
+        self.text = text
+        self.pos = 0
+        self.allow_open = allow_open
+
+    def fail(self, reason: str, pos: int | None = None) -> SpecError:
+        return SpecError(self.text, self.pos if pos is None else pos, reason)
+
+    def skip(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+
+    def peek(self) -> str:
+        self.skip()
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def expect(self, ch: str, what: str) -> None:
+        if self.peek() != ch:
+            got = repr(self.text[self.pos]) if self.pos < len(self.text) else "the end"
+            raise self.fail(f"expected {ch!r} {what}, found {got}")
+        self.pos += 1
+
+    def name(self, what: str) -> tuple[str, int]:
+        self.skip()
+        m = _NAME.match(self.text, self.pos)
+        if m is None:
+            got = repr(self.text[self.pos]) if self.pos < len(self.text) else "the end"
+            raise self.fail(f"expected {what}, found {got}")
+        self.pos = m.end()
+        return m.group(), m.start()
+
+    def lookahead_option(self) -> bool:
+        """After a comma: does ``NAME =`` follow (an option) rather than a new spec?"""
+        save = self.pos
+        try:
+            self.pos += 1  # the comma
+            self.skip()
+            m = _NAME.match(self.text, self.pos)
+            if m is None:
+                return False
+            self.pos = m.end()
+            return self.peek() == "=" or (
+                self.allow_open and m.group() in RULES and self.peek() in (",", ")", "")
+            )
+        finally:
+            self.pos = save
+
+    def spec(self, top: bool) -> Spec:
+        word, start = self.name("a method, 'mean', 'and' or 'or'")
+        if word in ("and", "or"):
+            return self.combo(word)
+        if word == "mean":
+            return self.mean(top)
+        if word not in METHODS:
+            raise self.fail(f"unknown method {word!r}; choose from {', '.join(METHODS)}", start)
+        self.expect(":", f"after {word!r} (a method needs a rule, e.g. {word}:tau=0.5)")
+        rule, keep = self.options(top, word)
+        if word == "tournament" and rule.kind != "rounds":
+            raise self.fail("tournament takes only rounds=R", start)
+        if word != "tournament" and rule.kind == "rounds":
+            raise self.fail("rounds=R applies to tournament only", start)
+        return Leaf(word, rule, keep)
+
+    def combo(self, op: str) -> Combine:
+        self.expect("(", f"after {op!r}")
+        parts = [self.spec(False)]
+        while self.peek() == ",":
+            self.pos += 1
+            parts.append(self.spec(False))
+        start = self.pos
+        self.expect(")", f"to close {op}(")
+        if len(parts) < 2:
+            raise self.fail(f"{op}(...) needs at least two specs", start)
+        return Combine(op, tuple(parts))
+
+    def mean(self, top: bool) -> Mean:
+        self.expect("(", "after 'mean'")
+        methods: list[str] = []
+        while True:
+            word, start = self.name("a method")
+            if word not in SCORE_METHODS:
+                raise self.fail(
+                    f"mean(...) takes score methods ({', '.join(SCORE_METHODS)}), not {word!r}",
+                    start,
+                )
+            if word in methods:
+                raise self.fail(f"method {word!r} appears twice in mean(...)", start)
+            methods.append(word)
+            if self.peek() != ",":
+                break
+            self.pos += 1
+        start = self.pos
+        self.expect(")", "to close mean(")
+        if len(methods) < 2:
+            raise self.fail("mean(...) needs at least two methods", start)
+        self.expect(":", "after mean(...) (it needs a rule, e.g. :quantile=0.8)")
+        rule, keep = self.options(top, "mean")
+        if rule.kind == "rounds":
+            raise self.fail("rounds=R applies to tournament only", start)
+        return Mean(tuple(methods), rule, keep)
+
+    def options(self, top: bool, owner: str) -> tuple[Rule, bool]:
+        rule: Rule | None = None
+        keep: bool | None = None
+        while True:
+            key, start = self.name("an option (quantile, tau, exp, rounds or nulls)")
+            if self.peek() != "=":
+                if self.allow_open and top and key in RULES and rule is None:
+                    rule = Rule(key, None)
+                else:
+                    raise self.fail(f"expected '=' after {key!r}")
+            else:
+                self.pos += 1
+                if key == "nulls":
+                    if keep is not None:
+                        raise self.fail("nulls= given twice", start)
+                    val, vstart = self.name("keep or reject")
+                    if val not in ("keep", "reject"):
+                        raise self.fail(f"nulls= takes keep or reject, not {val!r}", vstart)
+                    keep = val == "keep"
+                elif key in RULES:
+                    if rule is not None:
+                        raise self.fail(f"{owner} takes one rule; {key}= is a second", start)
+                    rule = Rule(key, self.number(key))
+                else:
+                    raise self.fail(
+                        f"unknown option {key!r}; choose from {', '.join(RULES)}, nulls", start
+                    )
+            if self.peek() == "," and self.lookahead_option():
+                self.pos += 1
+                continue
+            break
+        if rule is None:
+            raise self.fail(f"{owner} needs a rule (quantile=, tau=, exp= or rounds=)")
+        if keep and rule.kind == "exp":
+            raise self.fail("nulls=keep applies to keep/reject rules, not to exp")
+        return rule, bool(keep)
+
+    def number(self, key: str) -> float:
+        self.skip()
+        m = _NUMBER.match(self.text, self.pos)
+        if m is None:
+            raise self.fail(f"expected a number after {key}=")
+        start = self.pos
+        self.pos = m.end()
+        x = float(m.group())
+        if not math.isfinite(x):
+            raise self.fail(f"{key}= must be finite", start)
+        if key == "quantile" and not 0.0 <= x <= 1.0:
+            raise self.fail(f"quantile= must be between 0 and 1, got {m.group()}", start)
+        if key == "exp" and x <= 0:
+            raise self.fail(f"exp= (a temperature) must be > 0, got {m.group()}", start)
+        if key == "rounds" and (not x.is_integer() or x < 0 or "." in m.group()):
+            raise self.fail(f"rounds= must be a whole number >= 0, got {m.group()}", start)
+        return x
+
+
+def parse(text: str) -> Spec:
+    """Parse a filter spec; raises ``SpecError`` pointing at the offending part."""
+    p = _Parser(text, allow_open=False)
+    spec = p.spec(True)
+    if p.peek():
+        raise p.fail(f"unexpected {p.text[p.pos]!r} after a complete spec")
+    return spec
+
+
+def parse_template(text: str) -> Leaf | Mean:
+    """Parse a sweep template: a leaf or mean whose rule may leave out its value (``mc:tau``).
+
+    A value given anyway is kept (a sweep replaces it).
+    """
+    p = _Parser(text, allow_open=True)
+    spec = p.spec(True)
+    if p.peek():
+        raise p.fail(f"unexpected {p.text[p.pos]!r} after a complete spec")
+    if isinstance(spec, Combine):
+        raise SpecError(text, 0, "a sweep varies one rule: give a method or mean(...), "
+                        "not and(...)/or(...)")
+    return spec
+
+
+def canonical(text: str) -> str:
+    """The canonical form of a spec string."""
+    return str(parse(text))

@@ -1,0 +1,289 @@
+"""From filter specs to per-generation weights, and the ``Weight`` records that keep them.
+
+``Weigher(group).weights(spec)`` gives one weight per row of a ``Group`` (numpy, vectorised
+over the whole group; per-prompt work uses sorted segments, never a Python loop per prompt):
+
+* ``tau=T``: w = 1 if s >= T else 0 (ties at T kept).
+* ``quantile=Q``: with m non-null scores in the prompt sorted ascending s_(0) <= ... <= s_(m-1),
+  the linearly interpolated Q-quantile t lies between s_(floor(Q(m-1))) and s_(ceil(Q(m-1)));
+  ``s_i >= t`` is the same as ``s_i >= s_(k)`` with k = ceil(Q(m-1)), which is what is
+  computed (Q(m-1) is first rounded down by 1e-9 so that, say, 0.35 * 20 counts as 7, not as
+  the 7.000000000000001 floating point gives). Ties at the threshold are kept.
+* ``exp=BETA``: w = exp((s - max s in the prompt) / BETA): the distribution exp(s/BETA)
+  normalises to, scaled per prompt so it cannot overflow.
+* ``rounds=R`` (tournament): w = 1 for a generation that lost no match of bracket rounds
+  0..R-1 (a bye advances; an undecided match advances side A), 0 for a loser.
+* null scores (no parse, or no verification of that method by that verifier; for a tournament,
+  every sample of a prompt with no recorded match) get w = 0, or w = 1 under ``nulls=keep``.
+* ``mean(m1,m2,...)``: each method's scores are rank-normalised within the prompt,
+  r = (average rank - 1) / (k - 1) over its k non-null scores (0.5 when k = 1; ties share
+  their average rank), nulls excluded; the score is the mean of the non-null r over the
+  methods (null if all are null); then the rule applies to it.
+* ``and(...)``: the product of the parts' weights; ``or(...)``: their maximum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from gvstore.analysis.frames import Dataset, Filters, Group, lookup
+from gvstore.analysis.specs import Combine, Leaf, Mean, Rule, Spec, methods_of
+from gvstore.errors import GvstoreError
+from gvstore.records import Weight, seal
+from gvstore.replay import Projections, handle
+from gvstore.store import Store
+
+EPS_RANK = 1e-9
+
+
+class Sorted:
+    """Per-prompt ascending order of one score array (nulls last), for quantiles and ranks."""
+
+    def __init__(self, group: Group, s: np.ndarray) -> None:
+        starts = group.starts
+        sizes = np.diff(starts)
+        null = np.isnan(s)
+        if sizes.size and (sizes == sizes[0]).all():
+            # Every prompt has n samples: sort the (P, n) matrix row by row (NaN sort last).
+            o = np.argsort(s.reshape(sizes.size, int(sizes[0])), axis=1, kind="stable")
+            self.order = (o + starts[:-1, None]).ravel()
+        else:
+            self.order = np.lexsort((np.where(null, np.inf, s), group.pidx))
+        self.sorted = s[self.order]
+        self.count = np.bincount(group.pidx[~null], minlength=group.n_prompts)
+        self.group = group
+
+    def thresholds(self, q: float) -> np.ndarray:
+        """Per prompt: s_(ceil(q (m-1))), NaN where a prompt has no score."""
+        m = self.count
+        top = np.maximum(m - 1, 0)
+        k = np.minimum(np.ceil(q * top - EPS_RANK).clip(0, None).astype(np.int64), top)
+        first = self.group.starts[:-1]
+        thr = self.sorted[np.minimum(first + k, max(self.sorted.size - 1, 0))]
+        return np.where(m > 0, thr, np.nan)
+
+    def ranks(self) -> np.ndarray:
+        """Per row: (average rank - 1) / (k - 1) among its prompt's k non-null scores (0.5 if
+        k = 1; ties share their average rank); NaN for a null score."""
+        g = self.group
+        v = self.sorted
+        n = v.size
+        pidx = g.pidx  # rows are in prompt order, so the sorted rows' prompts are pidx too
+        i = np.arange(n)
+        head = np.ones(n, dtype=bool)
+        head[1:] = (v[1:] != v[:-1]) | (pidx[1:] != pidx[:-1])
+        tail = np.ones(n, dtype=bool)
+        tail[:-1] = head[1:]
+        first = np.maximum.accumulate(np.where(head, i, 0))
+        last = np.minimum.accumulate(np.where(tail, i, n)[::-1])[::-1]
+        rank0 = (first + last) / 2.0 - g.starts[:-1][pidx]  # 0-based average rank
+        k = self.count[pidx].astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.where(k > 1, rank0 / (k - 1.0), 0.5)
+        r[np.isnan(v)] = np.nan
+        out = np.empty(n)
+        out[self.order] = r
+        return out
+
+
+class Weigher:
+    """Weights of one group under any spec, caching what sweeps reuse."""
+
+    def __init__(self, group: Group) -> None:
+        self.group = group
+        self._scores: dict[str, np.ndarray] = {}
+        self._sorted: dict[str, Sorted] = {}
+
+    def score(self, spec: Leaf | Mean) -> np.ndarray:
+        """The score array a leaf or mean spec reads (NaN = null)."""
+        g = self.group
+        if isinstance(spec, Leaf):
+            if spec.method not in g.scores:
+                raise GvstoreError(f"no {spec.method} scores loaded for {g.key}")
+            return g.scores[spec.method]
+        key = ",".join(spec.methods)
+        if key not in self._scores:
+            parts = np.stack([self.sorted(Leaf(m, spec.rule)).ranks() for m in spec.methods])
+            have = ~np.isnan(parts)
+            total = np.where(have, parts, 0.0).sum(axis=0)
+            n = have.sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self._scores[key] = np.where(n > 0, total / n, np.nan)
+        return self._scores[key]
+
+    def sorted(self, spec: Leaf | Mean) -> Sorted:
+        key = spec.method if isinstance(spec, Leaf) else "mean(" + ",".join(spec.methods)
+        if key not in self._sorted:
+            self._sorted[key] = Sorted(self.group, self.score(spec))
+        return self._sorted[key]
+
+    def weights(self, spec: Spec) -> np.ndarray:
+        """One weight >= 0 per row of the group."""
+        if isinstance(spec, Combine):
+            ws = [self.weights(p) for p in spec.parts]
+            out = ws[0].copy()
+            for w in ws[1:]:
+                out = out * w if spec.op == "and" else np.maximum(out, w)
+            return out
+        if isinstance(spec, Leaf) and spec.method == "tournament":
+            return self.tournament(spec.rule, spec.keep_nulls)
+        return self.apply(spec, spec.rule)
+
+    def apply(self, spec: Leaf | Mean, rule: Rule) -> np.ndarray:
+        """The weights of ``spec`` with ``rule`` (a sweep passes each value's rule)."""
+        if rule.value is None:
+            raise GvstoreError(f"spec {spec} has no value for {rule.kind}")
+        s = self.score(spec)
+        null = np.isnan(s)
+        if rule.kind == "exp":
+            p = self.group.pidx
+            top = np.full(self.group.n_prompts, -np.inf)
+            np.maximum.at(top, p[~null], s[~null])
+            return np.where(null, 0.0, np.exp((s - top[p]) / rule.value))
+        if rule.kind == "tau":
+            keep = s >= rule.value
+        elif rule.kind == "quantile":
+            thr = self.sorted(spec).thresholds(rule.value)
+            keep = s >= thr[self.group.pidx]
+        else:
+            raise GvstoreError(f"rule {rule.kind} does not apply to {spec}")
+        if spec.keep_nulls:
+            keep |= null
+        return keep.astype(np.float64)
+
+    def tournament(self, rule: Rule, keep_nulls: bool) -> np.ndarray:
+        g = self.group
+        comps = g.comparisons
+        if comps is None or rule.value is None:
+            raise GvstoreError(f"no tournament comparisons loaded for {g.key}")
+        r = int(rule.value)
+        recorded = int(comps["bracket_round"].max() or 0) + 1 if comps.height else 0
+        if comps.height and r > recorded:
+            raise GvstoreError(
+                f"tournament:rounds={r} needs {r} recorded rounds, but verifier "
+                f"{g.verifier!r} played {recorded} on {g.generator}/{g.task}"
+            )
+        compared = np.zeros(g.n_prompts, dtype=bool)
+        if comps.height:
+            _, prow = lookup(g.prompts, comps["prompt"].unique().to_numpy())
+            compared[prow] = True
+        w = compared[g.pidx].astype(np.float64)
+        losers = comps.filter(pl.col("bracket_round") < r)["loser"].to_numpy()
+        _, rows = g.positions(losers)
+        w[rows] = 0.0
+        if keep_nulls:
+            w[~compared[g.pidx]] = 1.0
+        return w
+
+
+# --- Weight records ---------------------------------------------------------------------
+
+
+@dataclass
+class MaterialiseReport:
+    """What ``materialise`` did: records it computed, wrote, and found already stored."""
+
+    computed: int = 0
+    written: int = 0
+    present: int = 0
+
+
+def _input_ids(
+    store: Store, gens: set[int]
+) -> tuple[dict[int, str], dict[tuple[int, str, str], list[str]],
+           dict[tuple[int, str], list[tuple[int, str]]]]:
+    """Ids of the generations, verifications and tournament matches of ``gens`` (handles)."""
+    gen_ids: dict[int, str] = {}
+    vers: dict[tuple[int, str, str], list[str]] = {}
+    comps: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    for rec in store.iter_records(kinds=("generation", "verification", "comparison")):
+        kind = type(rec).__name__
+        if kind == "Generation":
+            h = handle(rec.id)
+            if h in gens:
+                gen_ids[h] = rec.id
+        elif kind == "Verification":
+            h = handle(rec.generation_id)  # type: ignore[union-attr]
+            if h in gens:
+                vers.setdefault((h, rec.verifier, rec.method), []).append(rec.id)  # type: ignore[union-attr]
+        elif rec.method == "tournament" and rec.sample_index == 0:  # type: ignore[union-attr]
+            for side in (rec.generation_a, rec.generation_b):  # type: ignore[union-attr]
+                h = handle(side)
+                if h in gens:
+                    comps.setdefault((h, rec.verifier), []).append(  # type: ignore[union-attr]
+                        (rec.bracket_round, rec.id))  # type: ignore[union-attr]
+    return gen_ids, vers, comps
+
+
+def _rounds(spec: Spec) -> int:
+    if isinstance(spec, Combine):
+        return max(_rounds(p) for p in spec.parts)
+    if isinstance(spec, Leaf) and spec.method == "tournament" and spec.rule.value is not None:
+        return int(spec.rule.value)
+    return 0
+
+
+def weight_records(
+    store: Store,
+    specs: Sequence[Spec],
+    *,
+    filters: Filters | None = None,
+    proj: Projections | None = None,
+) -> list[Weight]:
+    """Sealed ``Weight`` records of every filtered generation under every spec and verifier.
+
+    ``inputs`` lists the ids of the generation's own verification records (the spec's methods,
+    by the group's verifier) and of the tournament matches it played in the rounds the spec
+    reads. Per-prompt rules (quantile, mean, exp) also depend on the prompt's other samples'
+    scores, which are not listed: a later verification of a sibling sample does not change
+    the key, so such weights are not recomputed by re-running (delete them to refresh).
+    """
+    proj = proj or Projections(store)
+    ds = Dataset(proj, utility=None, filters=filters)
+    computed: list[tuple[Group, Spec, np.ndarray]] = []
+    wanted: set[int] = set()
+    for spec in specs:
+        for g in ds.groups(methods_of(spec)):
+            computed.append((g, spec, Weigher(g).weights(spec)))
+            wanted.update(g.gen.tolist())
+    gen_ids, vers, comps = _input_ids(store, wanted)
+    out: list[Weight] = []
+    for g, spec, w in computed:
+        methods = [m for m in methods_of(spec) if m != "tournament"]
+        rounds = _rounds(spec)
+        text = str(spec)
+        for h, weight in zip(g.gen.tolist(), w.tolist(), strict=True):
+            inputs: list[str] = []
+            for m in methods:
+                inputs.extend(vers.get((h, g.verifier, m), ()))
+            inputs.extend(i for r, i in comps.get((h, g.verifier), ()) if r < rounds)
+            out.append(seal(Weight(generation_id=gen_ids[h], spec=text,
+                                   inputs=tuple(sorted(set(inputs))), weight=float(weight))))
+    return out
+
+
+def materialise(
+    store: Store,
+    specs: Iterable[Spec],
+    *,
+    filters: Filters | None = None,
+    folder: str = "weights",
+) -> MaterialiseReport:
+    """Write the ``Weight`` records of ``specs`` that the store lacks (idempotent)."""
+    specs = list(specs)
+    recs = weight_records(store, specs, filters=filters)
+    rep = MaterialiseReport(computed=len(recs))
+    todo = set(store.missing([r.key for r in recs], kind="weight"))
+    rep.present = len({r.key for r in recs}) - len(todo)
+    if todo:
+        with store.writer(folder) as w:
+            for r in recs:
+                if r.key in todo:
+                    todo.discard(r.key)
+                    w.add(r)
+                    rep.written += 1
+    return rep

@@ -1,0 +1,216 @@
+"""pass@k: the unbiased estimator against exact integer arithmetic, and per-prompt means."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from math import comb
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from gvstore.analysis.passk import (
+    Filters,
+    _version_key,
+    pass_at_k,
+    pass_at_k_matrix,
+    pass_at_k_table,
+    utility_frame,
+)
+from gvstore.errors import GvstoreError
+from gvstore.records import Generation, Grade, Prompt, seal
+from gvstore.replay import Projections
+from gvstore.store import Store
+
+N_MAX = 200
+
+
+def _exact(n: int, c: int, k: int) -> float:
+    # Python's int / int is correctly rounded, however large the integers.
+    return (comb(n, k) - comb(n - c, k)) / comb(n, k)
+
+
+def test_matrix_matches_closed_form_for_every_n_c_k_up_to_200() -> None:
+    pascal = [[comb(n, k) for k in range(N_MAX + 1)] for n in range(N_MAX + 1)]
+    worst = 0.0
+    for n in range(1, N_MAX + 1):
+        got = pass_at_k_matrix(np.full(n + 1, n), np.arange(n + 1), list(range(1, n + 1)))
+        want = np.array([
+            [(pascal[n][k] - pascal[n - c][k]) / pascal[n][k] for k in range(1, n + 1)]
+            for c in range(n + 1)
+        ])
+        worst = max(worst, float(np.abs(got - want).max()))
+    assert worst <= 1e-12
+
+
+def test_scalar_matches_closed_form_on_a_dense_grid() -> None:
+    for n in range(1, N_MAX + 1):
+        cs = sorted({0, 1, 2, n // 3, n // 2, n - 2, n - 1, n} & set(range(n + 1)))
+        ks = sorted({1, 2, 3, n // 4, n // 2, n - 1, n} & set(range(1, n + 1)))
+        for c in cs:
+            for k in ks:
+                assert abs(pass_at_k(n, c, k) - _exact(n, c, k)) <= 1e-12, (n, c, k)
+
+
+def test_scalar_by_hand_and_against_fractions() -> None:
+    assert pass_at_k(5, 2, 2) == pytest.approx(0.7, abs=1e-15)  # 1 - C(3,2)/C(5,2) = 1 - 3/10
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3, abs=1e-15)  # pass@1 = c / n
+    exact = 1 - Fraction(comb(150, 40), comb(200, 40))
+    assert abs(pass_at_k(200, 50, 40) - float(exact)) <= 1e-12
+
+
+@pytest.mark.parametrize(("n", "c", "k", "want"), [
+    (1, 0, 1, 0.0), (1, 1, 1, 1.0),            # a single sample
+    (8, 0, 8, 0.0), (8, 1, 8, 1.0),            # k = n: any correct sample is drawn
+    (8, 0, 3, 0.0), (200, 0, 100, 0.0),        # c = 0
+    (8, 8, 3, 1.0), (200, 200, 1, 1.0),        # c = n
+    (8, 6, 3, 1.0),                            # k > n - c: a correct sample is always drawn
+])
+def test_edge_cases(n: int, c: int, k: int, want: float) -> None:
+    assert pass_at_k(n, c, k) == want
+    assert pass_at_k_matrix(np.array([n]), np.array([c]), [k])[0, 0] == want
+
+
+@pytest.mark.parametrize(("n", "c", "k"), [(4, 0, 5), (4, 0, 0), (4, 5, 1), (4, -1, 1)])
+def test_invalid_arguments(n: int, c: int, k: int) -> None:
+    with pytest.raises(ValueError):
+        pass_at_k(n, c, k)
+
+
+def test_matrix_keeps_caller_k_order_and_marks_k_above_n() -> None:
+    got = pass_at_k_matrix(np.array([4, 2]), np.array([1, 1]), [4, 1, 2, 1])
+    assert got[0].tolist() == pytest.approx([1.0, 0.25, 0.5, 0.25])
+    assert np.isnan(got[1, 0])  # k = 4 > n = 2
+    assert got[1, 1:].tolist() == pytest.approx([0.5, 1.0, 0.5])
+    with pytest.raises(ValueError):
+        pass_at_k_matrix(np.array([2]), np.array([3]), [1])
+
+
+# A real store, by hand -------------------------------------------------------------------
+
+
+def _prompt(item: str, task: str = "t") -> Prompt:
+    return seal(Prompt(task=task, item_id=item, text=f"question {item}", reference="1"))
+
+
+def _gen(p: Prompt, i: int, model: str = "g", round_: int = 0) -> Generation:
+    return seal(Generation(prompt_id=p.id, task=p.task, model=model, sample_index=i, seed=i,
+                           round=round_, text=f"answer {i}"))
+
+
+def _grade(g: Generation, strict: float, flexible: float | None = None, version: str = "1",
+           grader: str = "t") -> Grade:
+    return seal(Grade(generation_id=g.id, grader=grader, grader_version=version,
+                      strict=strict, flexible=strict if flexible is None else flexible))
+
+
+def _store(tmp_path: Path, recs: list) -> Projections:
+    store = Store(tmp_path / "store")
+    with store.writer("test") as w:
+        w.extend(recs)
+    return Projections(store, cache=False)
+
+
+def _hand_store(tmp_path: Path) -> Projections:
+    """Prompt a: 4 samples, 1 correct (strict; 2 flexible). Prompt b: 2 samples, 0 correct,
+    one re-graded as correct by a newer grader version. Prompt c: 1 ungraded sample."""
+    a, b, c = _prompt("a"), _prompt("b"), _prompt("c")
+    ga = [_gen(a, i) for i in range(4)]
+    gb = [_gen(b, i) for i in range(2)]
+    gc = _gen(c, 0)
+    recs: list = [a, b, c, *ga, *gb, gc]
+    recs += [_grade(ga[0], 1.0), _grade(ga[1], 0.0, 1.0), _grade(ga[2], 0.0), _grade(ga[3], 0.0)]
+    recs += [_grade(gb[0], 0.0), _grade(gb[1], 0.0, version="9"),
+             _grade(gb[1], 0.0, 1.0, version="10")]  # "10" is newer than "9"
+    return _store(tmp_path, recs)
+
+
+def test_table_by_hand(tmp_path: Path) -> None:
+    frame = utility_frame(_hand_store(tmp_path))
+    assert frame.height == 7 and frame["utility"].null_count() == 1
+    got = pass_at_k_table(frame, [1, 2, 4])
+    assert got.columns == ["task", "model", "round", "k", "pass_at_k", "prompts", "excluded",
+                           "ungraded"]
+    rows = {r["k"]: r for r in got.to_dicts()}
+    assert rows[1]["pass_at_k"] == pytest.approx((1 / 4 + 0) / 2)
+    assert rows[2]["pass_at_k"] == pytest.approx((1 - 3 / 6 + 0) / 2)  # a: 1 - C(3,2)/C(4,2)
+    # k = 4: prompt b has 2 samples, so only a counts (and has pass@4 = 1).
+    assert rows[4]["pass_at_k"] == pytest.approx(1.0)
+    assert (rows[4]["prompts"], rows[4]["excluded"]) == (1, 1)
+    assert (rows[1]["prompts"], rows[1]["excluded"]) == (2, 0)
+    assert {r["ungraded"] for r in rows.values()} == {1}
+
+
+def test_flexible_utility_and_newest_grader_version(tmp_path: Path) -> None:
+    frame = utility_frame(_hand_store(tmp_path), utility="flexible")
+    rows = {r["k"]: r for r in pass_at_k_table(frame, [1, 2]).to_dicts()}
+    # a: 2 of 4 correct; b: 1 of 2 (the version-"10" grade counts, not version "9").
+    assert rows[1]["pass_at_k"] == pytest.approx((2 / 4 + 1 / 2) / 2)
+    assert rows[2]["pass_at_k"] == pytest.approx((1 - 1 / 6 + 1.0) / 2)
+
+
+def test_no_prompt_has_k_samples_gives_null(tmp_path: Path) -> None:
+    frame = utility_frame(_hand_store(tmp_path))
+    row = pass_at_k_table(frame, [5]).to_dicts()[0]
+    assert row["pass_at_k"] is None and row["prompts"] == 0 and row["excluded"] == 2
+
+
+def test_groups_and_filters(tmp_path: Path) -> None:
+    p = _prompt("a")
+    g0 = [_gen(p, i, model="m0") for i in range(2)]
+    g1 = [_gen(p, i, model="m1", round_=1) for i in range(2)]
+    proj = _store(tmp_path, [p, *g0, *g1, _grade(g0[0], 1), _grade(g0[1], 0),
+                             _grade(g1[0], 1), _grade(g1[1], 1)])
+    got = pass_at_k_table(utility_frame(proj), [1])
+    assert got.select("model", "round", "pass_at_k").rows() == [("m0", 0, 0.5), ("m1", 1, 1.0)]
+    only = utility_frame(proj, filters=Filters(generators=("m1",)))
+    assert set(only["model"]) == {"m1"}
+    assert utility_frame(proj, filters=Filters(rounds=(0,)))["model"].unique().to_list() == ["m0"]
+    whole = pass_at_k_table(utility_frame(proj), [1], by=())
+    assert whole.columns == ["k", "pass_at_k", "prompts", "excluded", "ungraded"]
+    # One prompt, both models' samples pooled: 3 correct of 4.
+    assert whole["pass_at_k"].to_list() == [0.75]
+
+
+def test_two_graders_need_a_choice(tmp_path: Path) -> None:
+    p = _prompt("a")
+    g = _gen(p, 0)
+    proj = _store(tmp_path, [p, g, _grade(g, 1.0, grader="x"), _grade(g, 0.0, grader="y")])
+    with pytest.raises(GvstoreError, match="several graders"):
+        utility_frame(proj)
+    assert utility_frame(proj, grader="y")["utility"].to_list() == [0.0]
+    with pytest.raises(GvstoreError, match="unknown utility"):
+        utility_frame(proj, utility="loose")
+
+
+def test_version_order_is_natural() -> None:
+    assert sorted(["10", "9", "1.10", "1.2", "2"], key=_version_key) == [
+        "1.2", "1.10", "2", "9", "10"]
+
+
+def test_table_rejects_bad_input() -> None:
+    frame = pl.DataFrame({"prompt": [1], "utility": [1.0]})
+    with pytest.raises(GvstoreError, match="lacks column"):
+        pass_at_k_table(frame, [1])
+    with pytest.raises(GvstoreError, match="k must be >= 1"):
+        pass_at_k_table(frame, [0], by=())
+
+
+def test_fast_on_7500_prompts_of_128_samples() -> None:
+    rng = np.random.default_rng(0)
+    prompts, samples = 7500, 128
+    p = rng.beta(2, 2, prompts)
+    u = (rng.random((prompts, samples)) < p[:, None]).astype(np.float64).reshape(-1)
+    frame = pl.DataFrame({
+        "prompt": np.repeat(np.arange(prompts), samples).astype(np.uint64),
+        "task": "t", "model": "m", "round": 0, "utility": u,
+    })
+    start = time.perf_counter()
+    got = pass_at_k_table(frame, range(1, 129))
+    elapsed = time.perf_counter() - start
+    assert got.height == 128
+    c = u.reshape(prompts, samples).sum(axis=1)
+    assert got["pass_at_k"][0] == pytest.approx(float((c / samples).mean()))
+    assert elapsed < 3.0  # about 0.1 s on one core; generous for a shared machine
