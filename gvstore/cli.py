@@ -80,12 +80,15 @@ def _root(
 
 def _register() -> None:
     from gvstore.cli_extra import corr_cmd, passk_cmd, scaling_cmd, variance_cmd
+    from gvstore.cli_model import generate_cmd, prepare_model_cmd
     from gvstore.cli_store import store_app
     from gvstore.cli_tasks import data_app, grade_cmd, tasks_app
 
     app.add_typer(store_app, name="store")
     app.add_typer(data_app, name="data")
     app.add_typer(tasks_app, name="tasks")
+    app.command("prepare-model")(prepare_model_cmd)
+    app.command("generate")(generate_cmd)
     app.command("grade")(grade_cmd)
     app.command("passk")(passk_cmd)
     app.command("corr")(corr_cmd)

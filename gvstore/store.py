@@ -104,6 +104,19 @@ class Writer:
         for rec in recs:
             self.add(rec)
 
+    def add_batch(self, recs: Iterable[Record]) -> list[Record]:
+        """Append records that belong together (one model batch): they land in one segment,
+        so a crash keeps all of them or none. Returns them sealed."""
+        sealed = [r if (r.id and r.key) else seal(r) for r in recs]
+        self._lines.extend(encoder.encode(r) for r in sealed)
+        self.count += len(sealed)
+        if (
+            len(self._lines) >= self.flush_records
+            or time.monotonic() - self._last_flush >= self.flush_seconds
+        ):
+            self.flush()
+        return sealed
+
     def flush(self) -> Path | None:
         """Write the buffered records as one segment; returns its path (None if empty)."""
         self._last_flush = time.monotonic()
