@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +12,10 @@ from gvstore.cli_common import JsonOpt, get_store
 from gvstore.errors import GvstoreError
 from gvstore.output import emit, err_console, table
 from gvstore.progress import progress
+
+if TYPE_CHECKING:
+    from gvstore.backends.base import Backend
+    from gvstore.models import ModelSpec
 
 ModelOpt = Annotated[str, typer.Option(
     "--model", help="A built-in model name (the embedded default: smollm2-135m-instruct).")]
@@ -22,7 +26,7 @@ ModelsDirOpt = Annotated[Path, typer.Option(
     "--models-dir", help="Where prepare-model puts converted models.")]
 
 
-def _spec(model: str, model_path: Path | None, instruct: bool = True):  # type: ignore[no-untyped-def]
+def _spec(model: str, model_path: Path | None, instruct: bool = True) -> ModelSpec:
     from gvstore.models import ModelSpec, builtin
 
     if model_path is not None:
@@ -113,7 +117,7 @@ def generate_cmd(
             bar.update(job, completed=done, total=total,
                        rate=f"{done / dt:.2f} samples/s {tokens / dt:.1f} tok/s")
 
-        def factory():  # type: ignore[no-untyped-def]
+        def factory() -> Backend:
             bar.update(job, description=f"loading {spec.name}")
             b = get_backend(backend, spec, batch_size=batch_size, models_dir=models_dir)
             bar.update(job, description=f"generate {spec.name} {task}")

@@ -193,7 +193,7 @@ def load_hf(resolved: Resolved, dtype: str = "float32", device: str = "cpu") -> 
             from exc
     if resolved.gguf_file:
         _clear_gguf_quantizer(model)
-    model.to(device)
+    model = model.to(device)  # type: ignore[arg-type]  # transformers' stub is off
     model.eval()
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

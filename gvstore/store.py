@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import deque
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field

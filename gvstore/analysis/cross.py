@@ -68,7 +68,7 @@ def plot_cross(matrices: Sequence[CrossMatrix], path: Path, metric: str = "gap")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from gvstore.analysis.sweep import _save
+    from gvstore.analysis.sweep import save_figure
 
     n = max(len(matrices), 1)
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n + 1, 4.2), squeeze=False)
@@ -85,7 +85,9 @@ def plot_cross(matrices: Sequence[CrossMatrix], path: Path, metric: str = "gap")
         for i in range(grid.shape[0]):
             for j in range(grid.shape[1]):
                 if np.isfinite(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8)
+                    dark = abs(grid[i, j]) > 0.6 * top
+                    ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8,
+                            color="white" if dark else "black")
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

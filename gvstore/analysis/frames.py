@@ -293,7 +293,7 @@ class Dataset:
             parts = gens.partition_by("task", "model", "round", as_dict=True,
                                       maintain_order=True)
             self._slices = sorted(
-                ((str(k[0]), str(k[1]), int(k[2])),  # type: ignore[call-overload]
+                ((str(k[0]), str(k[1]), int(k[2])),
                  _slice_arrays(v, grades, self.utility))
                 for k, v in parts.items()
             )
@@ -306,7 +306,7 @@ class Dataset:
                 self.proj.verifications.filter(pl.col("method") == method)
             ).select("gen", "verifier", "score")
             self._vers[method] = {
-                str(k[0]): (v["gen"].to_numpy(),  # type: ignore[index]
+                str(k[0]): (v["gen"].to_numpy(),
                             v["score"].fill_null(np.nan).to_numpy().astype(np.float64))
                 for k, v in vers.partition_by("verifier", as_dict=True).items()
             }
@@ -347,7 +347,11 @@ class Dataset:
                 key = (task, model, rnd, ver)
                 g = self._groups.get(key)
                 if g is None:
-                    g = self._groups[key] = Group(task, model, rnd, ver, **arrays)
+                    g = self._groups[key] = Group(
+                        task, model, rnd, ver, gen=arrays["gen"], prompt=arrays["prompt"],
+                        sample_index=arrays["sample_index"], utility=arrays["utility"],
+                        pidx=arrays["pidx"], prompts=arrays["prompts"],
+                        starts=arrays["starts"], gen_order=arrays["gen_order"])
                 for m in methods:
                     if m == "tournament":
                         if g.comparisons is None:

@@ -29,7 +29,7 @@ import numpy as np
 from gvstore.analysis.frames import Dataset, Group
 from gvstore.analysis.gap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, Bootstrap, Graded
 from gvstore.analysis.specs import Leaf, Mean, Rule, methods_of, with_value
-from gvstore.analysis.weights import Weigher
+from gvstore.analysis.weights import Weigher, recorded_rounds
 from gvstore.errors import GvstoreError
 
 METRICS = ("gap", "rel_gap")
@@ -79,10 +79,7 @@ def default_values(template: Leaf | Mean, weigher: Weigher) -> list[float]:
     if kind == "quantile":
         return [round(float(v), 10) for v in np.linspace(0.0, 1.0, 101)]
     if kind == "rounds":
-        comps = weigher.group.comparisons
-        recorded = int(comps["bracket_round"].max() or 0) + 1 if comps is not None and \
-            comps.height else 0
-        return [float(r) for r in range(recorded + 1)]
+        return [float(r) for r in range(recorded_rounds(weigher.group.comparisons) + 1)]
     if kind == "exp":
         return [float(v) for v in np.geomspace(0.01, 10.0, 31)]
     s = weigher.score(template)
@@ -265,10 +262,10 @@ def plot_sweep(results: Sequence[SweepResult], path: Path) -> Path:
     if results:
         axes[0].legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig: object, path: Path) -> Path:
+def save_figure(fig: object, path: Path) -> Path:
     """Save a matplotlib figure atomically (tmp + rename) and close it."""
     import os
 

@@ -90,6 +90,13 @@ class Sorted:
         return out
 
 
+def recorded_rounds(comps: pl.DataFrame | None) -> int:
+    """How many bracket rounds the comparisons record (0 if none)."""
+    if comps is None or comps.height == 0:
+        return 0
+    return int(comps["bracket_round"].cast(pl.Int64).max()) + 1  # type: ignore[arg-type]
+
+
 class Weigher:
     """Weights of one group under any spec, caching what sweeps reuse."""
 
@@ -161,7 +168,7 @@ class Weigher:
         if comps is None or rule.value is None:
             raise GvstoreError(f"no tournament comparisons loaded for {g.key}")
         r = int(rule.value)
-        recorded = int(comps["bracket_round"].max() or 0) + 1 if comps.height else 0
+        recorded = recorded_rounds(comps)
         if comps.height and r > recorded:
             raise GvstoreError(
                 f"tournament:rounds={r} needs {r} recorded rounds, but verifier "

@@ -1,0 +1,159 @@
+"""Training sets from a filter spec: kept samples for SFT, (chosen, rejected) pairs for DPO.
+
+* ``sft``: one JSON line per kept generation (weight > 0) in chat format:
+  ``{"messages": [{"role": "user", "content": PROMPT}, {"role": "assistant",
+  "content": GENERATION}], "prompt_id": ..., "generation_id": ..., "weight": w}``,
+  ordered by prompt handle, then weight (highest first), then sample index. A prompt whose
+  filter kept nothing contributes nothing (the metrics' fall-back to the base distribution
+  is for measuring, not for training).
+* ``pairs``: per prompt, at most one line ``{"prompt", "chosen", "rejected", "prompt_id",
+  "chosen_id", "rejected_id", "chosen_weight", "rejected_weight"}``. ``chosen`` is the kept
+  sample with the highest weight; ``rejected`` the sample with the lowest weight, which must
+  be strictly lower than the chosen one's (for keep/reject rules: a rejected sample, w = 0).
+  Ties go to the lowest sample index. Only the verifier's weights decide: the ground truth is
+  never read. A prompt with no kept or no lower-weighted sample gives no pair (counted).
+
+Weights need one verifier: if the filtered generations were verified by several, name one.
+Texts are read from the store records, for the kept generations only. Files are written to a
+temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gvstore.analysis.frames import Dataset, Filters, Group
+from gvstore.analysis.specs import Spec, methods_of
+from gvstore.analysis.weights import Weigher
+from gvstore.errors import GvstoreError
+from gvstore.replay import Projections, handle
+from gvstore.store import Store
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote."""
+
+    path: str
+    spec: str
+    verifier: str
+    lines: int = 0
+    prompts: int = 0
+    skipped_prompts: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def _groups(store: Store, spec: Spec, filters: Filters | None,
+            proj: Projections | None) -> list[tuple[Group, np.ndarray]]:
+    ds = Dataset(proj or Projections(store), utility=None, filters=filters)
+    groups = ds.groups(methods_of(spec))
+    if not groups:
+        raise GvstoreError(f"no generations with {', '.join(methods_of(spec))} verifications "
+                           "match the filters")
+    verifiers = sorted({g.verifier for g in groups})
+    if len(verifiers) > 1:
+        raise GvstoreError(f"the generations are verified by several verifiers "
+                           f"({', '.join(verifiers)}); name one with --verifier")
+    return [(g, Weigher(g).weights(spec)) for g in groups]
+
+
+def _texts(store: Store, prompts: set[int], gens: set[int]) -> dict[int, tuple[str, str]]:
+    """(record id, text) of the wanted prompt and generation handles."""
+    out: dict[int, tuple[str, str]] = {}
+    for rec in store.iter_records(kinds=("prompt", "generation")):
+        h = handle(rec.id)
+        if h in gens or h in prompts:
+            out[h] = (rec.id, rec.text)  # type: ignore[union-attr]
+    return out
+
+
+def _write_jsonl(path: Path, lines: Iterable[dict[str, object]]) -> int:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    n = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+                n += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n
+
+
+def _rows_by_prompt(g: Group, w: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
+    """(prompt handle, its rows ordered by weight desc, then sample index) per prompt."""
+    for p in range(g.n_prompts):
+        rows = np.arange(g.starts[p], g.starts[p + 1])
+        rows = rows[np.lexsort((g.sample_index[rows], -w[rows]))]
+        yield int(g.prompts[p]), rows
+
+
+def export_sft(store: Store, spec: Spec, out: Path, *, filters: Filters | None = None,
+               proj: Projections | None = None) -> ExportReport:
+    """Write the kept (prompt, generation) pairs as chat-format JSONL."""
+    groups = _groups(store, spec, filters, proj)
+    rep = ExportReport(str(out), str(spec), groups[0][0].verifier)
+    picked: list[tuple[int, int, float]] = []
+    for g, w in groups:
+        for ph, rows in _rows_by_prompt(g, w):
+            kept = rows[w[rows] > 0]
+            if kept.size == 0:
+                rep.skipped_prompts += 1
+                continue
+            rep.prompts += 1
+            picked.extend((ph, int(g.gen[r]), float(w[r])) for r in kept)
+    texts = _texts(store, {p for p, _, _ in picked}, {h for _, h, _ in picked})
+
+    def lines() -> Iterable[dict[str, object]]:
+        for ph, gh, wt in picked:
+            (pid, ptext), (gid, gtext) = texts[ph], texts[gh]
+            yield {"messages": [{"role": "user", "content": ptext},
+                                {"role": "assistant", "content": gtext}],
+                   "prompt_id": pid, "generation_id": gid, "weight": wt}
+
+    rep.lines = _write_jsonl(out, lines())
+    return rep
+
+
+def export_pairs(store: Store, spec: Spec, out: Path, *, filters: Filters | None = None,
+                 proj: Projections | None = None) -> ExportReport:
+    """Write one (prompt, chosen, rejected) line per prompt that has both."""
+    groups = _groups(store, spec, filters, proj)
+    rep = ExportReport(str(out), str(spec), groups[0][0].verifier)
+    picked: list[tuple[int, int, float, int, float]] = []
+    for g, w in groups:
+        for ph, rows in _rows_by_prompt(g, w):
+            best = rows[0]
+            low = w[rows].min()
+            worst = rows[w[rows] == low]
+            worst_row = worst[np.argmin(g.sample_index[worst])]
+            if w[best] <= 0 or low >= w[best]:
+                rep.skipped_prompts += 1
+                continue
+            rep.prompts += 1
+            picked.append((ph, int(g.gen[best]), float(w[best]), int(g.gen[worst_row]),
+                           float(low)))
+    texts = _texts(store, {p[0] for p in picked},
+                   {p[1] for p in picked} | {p[3] for p in picked})
+
+    def lines() -> Iterable[dict[str, object]]:
+        for ph, ch, cw, rh, rw in picked:
+            yield {"prompt": texts[ph][1], "chosen": texts[ch][1], "rejected": texts[rh][1],
+                   "prompt_id": texts[ph][0], "chosen_id": texts[ch][0],
+                   "rejected_id": texts[rh][0], "chosen_weight": cw, "rejected_weight": rw}
+
+    rep.lines = _write_jsonl(out, lines())
+    return rep
