@@ -1,0 +1,151 @@
+"""Filter spec grammar: canonical printing, round trips, and errors that point at the fault."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gvstore.analysis.specs import (
+    SCORE_METHODS,
+    Combine,
+    Leaf,
+    Mean,
+    Rule,
+    SpecError,
+    methods_of,
+    parse,
+    parse_template,
+    with_value,
+)
+from gvstore.errors import GvstoreError
+
+
+@pytest.mark.parametrize("text, canonical", [
+    ("mc:quantile=0.8", "mc:quantile=0.8"),
+    ("mc:tau=0.7", "mc:tau=0.7"),
+    ("cot_score:tau=8", "cot_score:tau=8"),
+    ("cot_score:tau=8.0", "cot_score:tau=8"),
+    ("cot_binary:tau=1", "cot_binary:tau=1"),
+    ("mc:exp=0.5", "mc:exp=0.5"),
+    ("tournament:rounds=5", "tournament:rounds=5"),
+    ("cot_score:tau=8, nulls=keep", "cot_score:tau=8,nulls=keep"),
+    ("cot_score:nulls=keep,tau=8", "cot_score:tau=8,nulls=keep"),
+    ("cot_score:tau=8,nulls=reject", "cot_score:tau=8"),
+    ("and(mc:quantile=0.8, cot_binary:tau=1)", "and(mc:quantile=0.8,cot_binary:tau=1)"),
+    ("or( cot_score:tau=8,nulls=keep , mc:exp=2 )", "or(cot_score:tau=8,nulls=keep,mc:exp=2)"),
+    ("mean(mc, cot_score):quantile=0.8", "mean(mc,cot_score):quantile=0.8"),
+    ("and(or(mc:tau=.5,cot_binary:tau=1),tournament:rounds=2)",
+     "and(or(mc:tau=0.5,cot_binary:tau=1),tournament:rounds=2)"),
+    ("mc:tau=-1e-5", "mc:tau=-1e-05"),
+])
+def test_canonical_form(text: str, canonical: str) -> None:
+    spec = parse(text)
+    assert str(spec) == canonical
+    assert parse(canonical) == spec
+
+
+def test_structure() -> None:
+    spec = parse("and(mean(mc,cot_score):quantile=0.8,cot_binary:tau=1,nulls=keep)")
+    assert spec == Combine("and", (
+        Mean(("mc", "cot_score"), Rule("quantile", 0.8)),
+        Leaf("cot_binary", Rule("tau", 1.0), keep_nulls=True),
+    ))
+    assert methods_of(spec) == ("cot_binary", "cot_score", "mc")
+
+
+@pytest.mark.parametrize("text, pos, words", [
+    ("mc:quantile=1.5", 12, "between 0 and 1"),
+    ("foo:tau=1", 0, "unknown method 'foo'"),
+    ("mc", 2, "expected ':'"),
+    ("mc:tau=", 7, "expected a number"),
+    ("mc:tau=1)", 8, "unexpected ')'"),
+    ("and(mc:tau=1)", 12, "at least two"),
+    ("mc:tau=1,tau=2", 9, "one rule"),
+    ("mc:exp=0", 7, "> 0"),
+    ("mc:exp=1,nulls=keep", 19, "not to exp"),
+    ("mc:rounds=2", 0, "tournament only"),
+    ("tournament:tau=1", 0, "only rounds"),
+    ("tournament:rounds=2.5", 18, "whole number"),
+    ("mean(mc):tau=1", 7, "at least two methods"),
+    ("mean(mc,tournament):tau=1", 8, "score methods"),
+    ("mc:nulls=maybe,tau=1", 9, "keep or reject"),
+    ("mc:colour=1", 3, "unknown option"),
+    ("", 0, "expected a method"),
+])
+def test_errors_point_at_the_fault(text: str, pos: int, words: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse(text)
+    err = info.value
+    assert isinstance(err, GvstoreError)
+    assert err.pos == pos
+    assert words in err.reason
+    lines = str(err).splitlines()
+    assert f"(at position {pos})" in lines[0]
+    assert lines[1] == "  " + text
+    assert lines[2] == "  " + " " * pos + "^"
+
+
+def test_template() -> None:
+    t = parse_template("mc:quantile")
+    assert t == Leaf("mc", Rule("quantile", None))
+    assert str(t) == "mc:quantile"
+    assert str(with_value(t, 0.25)) == "mc:quantile=0.25"
+    m = parse_template("mean(mc,cot_score):tau,nulls=keep")
+    assert str(with_value(m, 0.5)) == "mean(mc,cot_score):tau=0.5,nulls=keep"
+    assert str(parse_template("tournament:rounds")) == "tournament:rounds"
+    with pytest.raises(SpecError, match="sweep varies one rule"):
+        parse_template("and(mc:tau=1,cot_score:tau=2)")
+    with pytest.raises(SpecError):
+        parse("mc:quantile")  # a spec (not a template) needs its value
+
+
+# --- hypothesis: any spec prints to a string that parses back to it ----------------------
+
+_values = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def _leaf(draw: st.DrawFn) -> Leaf:
+    method = draw(st.sampled_from(("mc", "cot_binary", "cot_score", "tournament")))
+    if method == "tournament":
+        return Leaf(method, Rule("rounds", float(draw(st.integers(0, 12)))),
+                    draw(st.booleans()))
+    kind = draw(st.sampled_from(("quantile", "tau", "exp")))
+    if kind == "quantile":
+        value = draw(st.floats(min_value=0.0, max_value=1.0))
+    elif kind == "exp":
+        value = draw(st.floats(min_value=1e-6, max_value=1e6))
+    else:
+        value = draw(_values)
+    keep = draw(st.booleans()) if kind != "exp" else False
+    return Leaf(method, Rule(kind, value), keep)
+
+
+@st.composite
+def _mean(draw: st.DrawFn) -> Mean:
+    methods = draw(st.lists(st.sampled_from(SCORE_METHODS), min_size=2, max_size=3,
+                            unique=True))
+    kind = draw(st.sampled_from(("quantile", "tau")))
+    value = draw(st.floats(0.0, 1.0))
+    return Mean(tuple(methods), Rule(kind, value), draw(st.booleans()))
+
+
+_specs = st.recursive(
+    st.one_of(_leaf(), _mean()),
+    lambda inner: st.builds(
+        Combine, st.sampled_from(("and", "or")),
+        st.lists(inner, min_size=2, max_size=3).map(tuple)),
+    max_leaves=6,
+)
+
+
+@given(_specs)
+def test_round_trip(spec: Leaf | Mean | Combine) -> None:
+    text = str(spec)
+    again = parse(text)
+    assert again == spec
+    assert str(again) == text
+    # Whitespace between tokens is allowed and does not change the spec.
+    spaced = text.replace(",", " , ").replace("(", "( ").replace(")", " )")
+    assert parse(spaced) == spec

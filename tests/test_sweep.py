@@ -1,0 +1,99 @@
+"""Sweeps equal one gap per value; honest (held-out) threshold choice; cross matrices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_gap import Builder
+
+from gvstore.analysis.cross import cross_matrices, plot_cross
+from gvstore.analysis.frames import Dataset
+from gvstore.analysis.gap import gap_table
+from gvstore.analysis.specs import parse, parse_template
+from gvstore.analysis.sweep import plot_sweep, select, sweep
+from gvstore.errors import GvstoreError
+from gvstore.replay import Projections
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Projections:
+    b = Builder(tmp_path / "s")
+    for i in range(12):
+        p = b.prompt(f"p{i}")
+        utils = [1 if (i + j) % 3 == 0 else 0 for j in range(4)]
+        g = b.gens(p, utils)
+        b.scores(g, "mc", [0.2 + 0.6 * u + 0.01 * j for j, u in enumerate(utils)])
+        b.scores(g, "cot_score", [float(1 + (i * 7 + j * 3) % 10) for j in range(4)])
+        h = b.gens(p, utils, model="g2")
+        b.scores(h, "mc", [0.5] * 4, verifier="w")
+        b.match(p, g[0], g[1], g[0] if utils[0] >= utils[1] else g[1], 0)
+        b.match(p, g[2], g[3], g[2] if utils[2] >= utils[3] else g[3], 0)
+    return b.projections()
+
+
+@pytest.mark.parametrize("template, values", [
+    ("mc:quantile", [0.0, 0.3, 0.5, 0.8, 1.0]),
+    ("cot_score:tau", [1.0, 4.0, 8.0, 11.0]),
+    ("mean(mc,cot_score):quantile", [0.25, 0.75]),
+    ("mc:exp", [0.1, 1.0]),
+])
+def test_sweep_equals_one_gap_per_value(store: Projections, template: str,
+                                        values: list[float]) -> None:
+    tmpl = parse_template(template)
+    res = sweep(Dataset(store), tmpl, values, resamples=100, seed=1)
+    assert res and all(r.verifier == "v" for r in res[:1])
+    r = res[0]
+    assert [p.value for p in r.points] == values
+    for pt in r.points:
+        single = gap_table(Dataset(store), [parse(pt.spec)], resamples=100, seed=1)[0]
+        assert pt.gap == pytest.approx(single.gap, abs=1e-12)
+        assert pt.rel_gap == pytest.approx(single.rel_gap, abs=1e-12)
+        assert pt.kept == single.kept and pt.empty_prompts == single.empty_prompts
+        assert (pt.gap_lo, pt.gap_hi) == (pytest.approx(single.gap_lo),
+                                          pytest.approx(single.gap_hi))
+
+
+def test_default_values(store: Projections) -> None:
+    r = sweep(Dataset(store), parse_template("mc:quantile"), resamples=0)[0]
+    assert len(r.points) == 101 and r.points[0].value == 0.0 and r.points[-1].value == 1.0
+    r = sweep(Dataset(store), parse_template("cot_score:tau"), resamples=0)[0]
+    assert [p.value for p in r.points] == sorted({p.value for p in r.points})
+    t = sweep(Dataset(store), parse_template("tournament:rounds"), resamples=0)
+    assert [p.value for p in t[0].points] == [0.0, 1.0]
+    assert t[0].points[0].gap == 0.0 and t[0].points[1].kept == 24
+
+
+def test_select_on_is_honest_and_seeded(store: Projections) -> None:
+    tmpl = parse_template("mc:quantile")
+    r = sweep(Dataset(store), tmpl, [0.0, 0.5, 1.0], resamples=50)[0]
+    a = select(r, tmpl, metric="gap", fraction=0.5, seed=2, resamples=50)
+    b = select(r, tmpl, metric="gap", fraction=0.5, seed=2, resamples=50)
+    assert a == b
+    assert a.select_prompts == 6 and a.eval_prompts == 6
+    assert a.held_out_value in (0.0, 0.5, 1.0)
+    best = max(r.points, key=lambda p: p.gap)
+    assert a.in_sample_value == best.value and a.in_sample_gap == best.gap
+    # the held-out gap is the mean over the evaluation prompts only
+    assert r.diff is not None
+    with pytest.raises(GvstoreError):
+        select(r, tmpl, metric="accuracy")
+    with pytest.raises(GvstoreError):
+        select(r, tmpl, fraction=1.0)
+
+
+def test_cross_matrix_and_plots(store: Projections, tmp_path: Path) -> None:
+    mats = cross_matrices(Dataset(store), parse("mc:tau=0.5"), resamples=50)
+    assert len(mats) == 1
+    m = mats[0]
+    assert m.generators == ["g", "g2"] and m.verifiers == ["v", "w"]
+    assert m.value("g2", "v") is None  # never verified: missing, not zero
+    assert m.value("g2", "w") == 0.0  # a flat verifier (all 0.5 >= 0.5) keeps everything
+    assert m.value("g", "v") == pytest.approx(
+        gap_table(Dataset(store), [parse("mc:tau=0.5")], resamples=0)[0].gap)
+    png = plot_cross(mats, tmp_path / "cross.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    res = sweep(Dataset(store), parse_template("mc:quantile"), [0.0, 0.5], resamples=20)
+    png = plot_sweep(res, tmp_path / "sub" / "sweep.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.rglob("*.part"))
