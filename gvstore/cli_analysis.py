@@ -82,7 +82,7 @@ def _dataset(ctx: typer.Context, utility: str | None, filters: Filters,
 def _ci(x: float, lo: float, hi: float) -> str:
     if lo != lo:  # NaN: no interval
         return fmt(x)
-    return f"{fmt(x)} [{fmt(lo)}, {fmt(hi)}]"
+    return f"{fmt(x)}\n[{fmt(lo)}, {fmt(hi)}]"
 
 
 def _nothing(what: str) -> GvstoreError:
@@ -113,7 +113,8 @@ def gap_cmd(
          _ci(r.base, r.base_lo, r.base_hi),
          _ci(r.reweighted, r.reweighted_lo, r.reweighted_hi), _ci(r.gap, r.gap_lo, r.gap_hi),
          _ci(r.rel_gap, r.rel_gap_lo, r.rel_gap_hi), r.kept, r.empty_prompts,
-         r.perfect_prompts, r.verdict] for r in rows])
+         r.perfect_prompts, r.verdict] for r in rows],
+        lift=("task", "generator", "round", "verifier"))
     emit({"results": [r.to_dict() for r in rows]}, as_json, t)
 
 

@@ -11,7 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Off a terminal (pipes, files, CI logs) rich would wrap at 80 columns; tables read better wider.
+console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
 
 
@@ -41,13 +42,31 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    """A rich table of already-ordered rows."""
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    lift: Sequence[str] = (),
+) -> Table:
+    """A rich table of already-ordered rows.
+
+    Columns named in ``lift`` whose value is the same in every row move into the title
+    (``task=arith generator=...``), which keeps wide result tables readable.
+    """
+    keep = list(range(len(columns)))
+    lifted = []
+    if rows:
+        for i, c in enumerate(columns):
+            if c in lift and len({fmt(r[i]) for r in rows}) == 1:
+                lifted.append(f"{c}={fmt(rows[0][i])}")
+                keep.remove(i)
+    if lifted:
+        title = f"{title or ''}\n{'  '.join(lifted)}".strip()
     t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c)
+    for i in keep:
+        t.add_column(columns[i])
     for row in rows:
-        t.add_row(*(fmt(v) for v in row))
+        t.add_row(*(fmt(row[i]) for i in keep))
     return t
 
 
