@@ -15,7 +15,10 @@ from gvstore.progress import progress
 
 if TYPE_CHECKING:
     from gvstore.backends.base import Backend
+    from gvstore.generate import GenerateSummary
     from gvstore.models import ModelSpec
+    from gvstore.params import Params, SampleParams, TaskEntry
+    from gvstore.store import Store
 
 ModelOpt = Annotated[str, typer.Option(
     "--model", help="A built-in model name (the embedded default: smollm2-135m-instruct).")]
@@ -76,36 +79,70 @@ def generate_cmd(
     batch_size: Annotated[int, typer.Option(help="Prompts per model batch.")] = 8,
     models_dir: ModelsDirOpt = Path("data/models"),
     folder: Annotated[str | None, typer.Option(
-        help="Store folder to write (default: generate-<model>-<task>).")] = None,
+        help="Store folder to write (default: generate/<task>).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Sample N answers per prompt; only the samples missing from the store are generated."""
+    from gvstore.params import SampleParams, TaskEntry
+
+    if offset < 0 or (prompts is not None and prompts < 1):
+        raise GvstoreError("--offset must be >= 0 and --prompts >= 1")
+    spec = _spec(model, model_path)
+    sample = SampleParams(n=n, temperature=temperature, top_p=top_p, top_k=top_k,
+                          max_tokens=max_tokens, batch_size=batch_size, backend=backend)
+    entry = TaskEntry(split=split, prompts=prompts, offset=offset, kshot=kshot)
+    out_folder = folder or f"generate/{task}"
+    summary = generate_task(get_store(ctx), spec, task, entry, sample, seed=seed,
+                            round_=round_, models_dir=models_dir, folder=out_folder,
+                            quiet=quiet)
+    data = summary.as_dict() | {"model": spec.name, "task": task, "folder": out_folder}
+    if summary.generated == 0:
+        msg = f"nothing to do: all {summary.requested} samples are in the store"
+        emit(data, as_json, msg)
+        return
+    emit(data, as_json, table(
+        f"generate {spec.name} on {task}", ["", "value"],
+        [["prompts", summary.prompts], ["samples requested", summary.requested],
+         ["already in the store", summary.present], ["generated now", summary.generated],
+         ["tokens", summary.tokens], ["samples/s", data["samples_per_s"]],
+         ["tokens/s", data["tokens_per_s"]], ["finish reasons", summary.finish],
+         ["seconds", round(summary.seconds, 1)]]))
+
+
+def generate_task(
+    store: Store,
+    spec: ModelSpec,
+    task: str,
+    entry: TaskEntry,
+    sample: SampleParams,
+    *,
+    seed: int,
+    round_: int | None,
+    models_dir: Path,
+    folder: str,
+    quiet: bool = False,
+) -> GenerateSummary:
+    """Generate one model's missing samples of one task, with a progress bar."""
     from gvstore import generate
     from gvstore.backends import get_backend
     from gvstore.models import resolve
-    from gvstore.records import Sampling
     from gvstore.tasks.registry import get_task
 
-    store = get_store(ctx)
-    spec = _spec(model, model_path)
-    t = get_task(task)
-    t.check_split(split)
-    items = t.items(split)
-    if offset < 0 or (prompts is not None and prompts < 1):
-        raise GvstoreError("--offset must be >= 0 and --prompts >= 1")
-    items = items[offset: offset + prompts if prompts is not None else None]
+    t = get_task(task, entry.data)
+    t.check_split(entry.split)
+    items = t.items(entry.split)
+    stop = entry.offset + entry.prompts if entry.prompts is not None else None
+    items = items[entry.offset:stop]
     if not items:
-        raise GvstoreError(f"no items of {task}/{split} in that range")
-    prompt_recs = [t.prompt_record(it, kshot) for it in items]
+        raise GvstoreError(f"no items of {task}/{entry.split} in that range")
+    prompt_recs = [t.prompt_record(it, entry.kshot) for it in items]
     gspec = generate.GenerateSpec(
-        model=spec.name, model_digest=resolve(spec, models_dir).digest, backend=backend,
-        sampling=Sampling(temperature=temperature, top_p=top_p, top_k=top_k,
-                          max_tokens=max_tokens),
-        n=n, seed=seed, round=round_, batch_size=batch_size,
+        model=spec.name, model_digest=resolve(spec, models_dir).digest, backend=sample.backend,
+        sampling=sample.sampling(), n=sample.n, seed=seed,
+        round=spec.round if round_ is None else round_, batch_size=sample.batch_size,
     )
     gspec.check()
-    out_folder = folder or f"generate-{spec.name}-{task}"
     with progress(quiet) as bar:
         job = bar.add_task(f"generate {spec.name} {task}", total=None, rate="")
         start = [0.0]
@@ -119,20 +156,29 @@ def generate_cmd(
 
         def factory() -> Backend:
             bar.update(job, description=f"loading {spec.name}")
-            b = get_backend(backend, spec, batch_size=batch_size, models_dir=models_dir)
+            b = get_backend(sample.backend, spec, batch_size=sample.batch_size,
+                            models_dir=models_dir)
             bar.update(job, description=f"generate {spec.name} {task}")
             return b
 
-        summary = generate.run(store, out_folder, prompt_recs, gspec, factory, progress=tick)
-    data = summary.as_dict() | {"model": spec.name, "task": task, "folder": out_folder}
-    if summary.generated == 0:
-        msg = f"nothing to do: all {summary.requested} samples are in the store"
-        emit(data, as_json, msg)
-        return
-    emit(data, as_json, table(
-        f"generate {spec.name} on {task}", ["", "value"],
-        [["prompts", summary.prompts], ["samples requested", summary.requested],
-         ["already in the store", summary.present], ["generated now", summary.generated],
-         ["tokens", summary.tokens], ["samples/s", data["samples_per_s"]],
-         ["tokens/s", data["tokens_per_s"]], ["finish reasons", summary.finish],
-         ["seconds", round(summary.seconds, 1)]]))
+        summary = generate.run(store, folder, prompt_recs, gspec, factory, progress=tick)
+        bar.update(job, completed=summary.generated, total=max(summary.generated, 1))
+    return summary
+
+
+def run_generate(params: Params, model: str, task: str, quiet: bool = False) -> GenerateSummary:
+    """The generate stage for one (model, task) of a params file; prints a summary line."""
+    from gvstore.store import Store
+
+    summary = generate_task(
+        Store(params.base.store), params.model(model), task, params.task(task), params.sample,
+        seed=params.base.seed, round_=None, models_dir=Path(params.base.models_dir),
+        folder=f"generate/{task}", quiet=quiet,
+    )
+    d = summary.as_dict()
+    err_console.print(
+        f"generate {model} {task}: {summary.generated} generated, {summary.present} already "
+        f"present ({summary.prompts} prompts x n={params.sample.n}); "
+        f"{d['samples_per_s'] or 0} samples/s, {d['tokens_per_s'] or 0} tok/s, "
+        f"{summary.seconds:.1f} s", highlight=False)
+    return summary

@@ -3,7 +3,7 @@
 ``grade_store`` reads the prompts (for their references) and generations of a store, works out
 the ``Grade`` key each generation would get from its task's current grader (task name and
 ``Task.version``), asks the store which of those keys are missing, grades only those, and
-appends the new ``Grade`` records under ``grade-<task>``. A second run writes nothing; bumping
+appends the new ``Grade`` records under ``grade/<task>``. A second run writes nothing; bumping
 a task's ``version`` grades everything of that task again (the old grades stay, under their
 own version). The library prints nothing: progress goes to a callback.
 """
@@ -86,6 +86,7 @@ def grade_store(
     *,
     progress: ProgressCallback | None = None,
     flush_records: int = 4096,
+    folder_prefix: str = "grade/",
 ) -> GradeSummary:
     """Grade every generation of ``tasks`` (all registered tasks if None) not yet graded."""
     start = time.monotonic()
@@ -123,7 +124,7 @@ def grade_store(
             continue
         if progress is not None:
             progress(name, 0, len(todo))
-        with store.writer(f"grade-{name}", flush_records=flush_records) as w:
+        with store.writer(f"{folder_prefix}{name}", flush_records=flush_records) as w:
             for done, key in enumerate(todo, 1):
                 gen = keyed[key]
                 ref = refs.get(gen.prompt_id)

@@ -220,9 +220,11 @@ class Store:
         return self.root / ".cache"
 
     def writer(self, folder: str = "misc", **kwargs: float | int) -> Writer:
-        """A writer into ``<root>/<folder>`` (see ``Writer`` for the flush options)."""
-        if not folder or folder.startswith(".") or "/" in folder or "\\" in folder:
-            raise GvstoreError(f"bad store folder name {folder!r}")
+        """A writer into ``<root>/<folder>`` (``folder`` may nest: ``verify/mc-arith``; see
+        ``Writer`` for the flush options)."""
+        parts = folder.split("/")
+        if not folder or "\\" in folder or any(not p or p.startswith(".") for p in parts):
+            raise GvstoreError(f"bad store folder name {folder!r} (relative, like verify/mc)")
         return Writer(self.root / folder, **kwargs)  # type: ignore[arg-type]
 
     def segments(self) -> list[Path]:

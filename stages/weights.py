@@ -15,8 +15,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--store", type=Path, default=None,
                         help="store root (default: $GVSTORE_STORE or data/store)")
-    parser.add_argument("--spec", action="append", required=True,
-                        help="filter spec, e.g. mc:quantile=0.8 (repeatable)")
+    parser.add_argument("--spec", action="append", default=None,
+                        help="filter spec, e.g. mc:quantile=0.8 (repeatable; default: the "
+                        "weights.specs of --params)")
+    parser.add_argument("--params", type=Path, default=None,
+                        help="params.yaml to take the store and specs from")
     parser.add_argument("--task", action="append", default=[], help="only this task")
     parser.add_argument("--generator", action="append", default=[],
                         help="only this generator model")
@@ -34,10 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     from gvstore.store import Store
 
     try:
-        specs = [parse(s) for s in args.spec]
+        store_root = args.store
+        spec_texts = args.spec or []
+        if args.params is not None:
+            from gvstore.params import load
+
+            params = load(args.params)
+            store_root = store_root or Path(params.base.store)
+            spec_texts = spec_texts or params.weights.specs
+        if not spec_texts:
+            raise GvstoreError("no filter spec: give --spec or --params with weights.specs")
+        specs = [parse(s) for s in spec_texts]
         filters = Filters(tuple(args.task), tuple(args.generator), tuple(args.verifier),
                           tuple(args.round))
-        rep = materialise(Store(args.store), specs, filters=filters, folder=args.folder)
+        rep = materialise(Store(store_root), specs, filters=filters, folder=args.folder)
     except GvstoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

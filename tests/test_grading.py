@@ -89,8 +89,8 @@ def test_grade_store_is_idempotent(tmp_path: Path) -> None:
         got.setdefault(gen.task, []).append((g.strict, g.flexible))
     assert sorted(got["arith"]) == sorted(expected["arith"])
     assert got["sudoku"] == expected["sudoku"]
-    assert {p.parent.name for p in store.segments()} == {"generate", "grade-arith",
-                                                          "grade-sudoku"}
+    assert {str(p.parent.relative_to(store.root)) for p in store.segments()} == {
+        "generate", "grade/arith", "grade/sudoku"}
 
     second = grade_store(store)
     assert second.written == 0

@@ -151,6 +151,14 @@ def test_leftover_temporary_files_are_not_segments(tmp_path: Path) -> None:
     assert store.verify().ok
 
 
+def test_nested_folders_are_segments_too(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    with store.writer("verify/mc-arith") as w:
+        w.extend(child_records(3))
+    assert len(store.records()) == 3
+    assert store.segments()[0].parent == tmp_path / "verify" / "mc-arith"
+
+
 def test_get_by_prefix(tmp_path: Path) -> None:
     store = Store(tmp_path)
     recs = child_records(5)
@@ -163,7 +171,7 @@ def test_get_by_prefix(tmp_path: Path) -> None:
 
 
 def test_bad_folder_names_are_refused(tmp_path: Path) -> None:
-    for bad in ("", ".cache", "a/b"):
+    for bad in ("", ".cache", "a/.b", "/abs", "a//b", "../up"):
         with pytest.raises(GvstoreError):
             Store(tmp_path).writer(bad)
 

@@ -1,0 +1,229 @@
+"""``params.yaml``, parsed into typed structs before any model loads.
+
+A typo or a wrong type is a one-line error naming the key path (``at $.sample.n``); the
+checks that need more than types (a method that does not exist, a filter spec that does not
+parse, a model named in the study but missing from the model table, a task whose data file
+is missing) follow in ``validate``. ``gvstore params validate [FILE]`` runs all of them
+without touching a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import yaml
+
+from gvstore.errors import GvstoreError
+from gvstore.models import ModelSpec
+from gvstore.records import Sampling
+
+METHODS = ("mc", "cot_binary", "cot_score", "tournament")
+BACKENDS = ("transformers", "vllm", "openai")
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class Base(_Strict, frozen=True, forbid_unknown_fields=True):
+    seed: int = 0
+    """Base seed: per-request seeds, bootstrap and splits derive from it."""
+    store: str = "data/store"
+    models_dir: str = "data/models"
+    reports: str = "reports"
+
+
+class ModelEntry(_Strict, frozen=True, forbid_unknown_fields=True):
+    """A row of the model table (see ``gvstore.models.ModelSpec`` for each field)."""
+
+    source: Literal["package", "local", "hub"] = "package"
+    package: str = ""
+    file: str = ""
+    path: str = ""
+    hub_id: str = ""
+    revision: str = ""
+    kind: Literal["instruct", "base"] = "instruct"
+    family: str = ""
+    flops: float | None = None
+    round: int = 0
+
+
+class Study(_Strict, frozen=True, forbid_unknown_fields=True):
+    """What ``dvc.yaml`` expands over."""
+
+    models: list[str]
+    """Every model the study uses (prepare-model runs for each)."""
+    generators: list[str]
+    verifiers: list[str]
+    tasks: list[str]
+    methods: list[str]
+
+
+class TaskEntry(_Strict, frozen=True, forbid_unknown_fields=True):
+    split: str = "test"
+    prompts: int | None = None
+    """First N items of the split (None: all)."""
+    offset: int = 0
+    kshot: int | None = None
+    """Exemplars per prompt (None: the task's default)."""
+    data: str | None = None
+    """A data file or folder overriding the default location."""
+
+
+class SampleParams(_Strict, frozen=True, forbid_unknown_fields=True):
+    n: int = 8
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 0
+    max_tokens: int = 256
+    batch_size: int = 8
+    backend: str = "transformers"
+
+    def sampling(self) -> Sampling:
+        return Sampling(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                        max_tokens=self.max_tokens)
+
+
+class VerifyParams(_Strict, frozen=True, forbid_unknown_fields=True):
+    repeats: int = 1
+    """Verifications per generation for cot methods (variance, appendix D.4)."""
+    tournament_rounds: int = 3
+    """Single-elimination rounds; brackets of 2**rounds samples."""
+    max_tokens: int = 128
+    temperature: float = 0.7
+    batch_size: int = 8
+    backend: str = "transformers"
+
+
+class WeightsParams(_Strict, frozen=True, forbid_unknown_fields=True):
+    specs: list[str] = msgspec.field(default_factory=list)
+
+
+class ReportParams(_Strict, frozen=True, forbid_unknown_fields=True):
+    specs: list[str] = msgspec.field(default_factory=lambda: ["mc:quantile=0.8"])
+    sweeps: list[str] = msgspec.field(default_factory=lambda: ["mc:quantile"])
+    passk: list[int] = msgspec.field(default_factory=lambda: [1, 2, 4, 8])
+    utility: Literal["strict", "flexible"] = "strict"
+    select_on: Literal["gap", "rel_gap"] = "gap"
+    resamples: int = 1000
+
+
+class Params(_Strict, frozen=True, forbid_unknown_fields=True):
+    study: Study
+    base: Base = msgspec.field(default_factory=Base)
+    models: dict[str, ModelEntry] = msgspec.field(default_factory=dict)
+    tasks: dict[str, TaskEntry] = msgspec.field(default_factory=dict)
+    sample: SampleParams = msgspec.field(default_factory=SampleParams)
+    verify: VerifyParams = msgspec.field(default_factory=VerifyParams)
+    weights: WeightsParams = msgspec.field(default_factory=WeightsParams)
+    report: ReportParams = msgspec.field(default_factory=ReportParams)
+
+    def model(self, name: str) -> ModelSpec:
+        entry = self.models.get(name)
+        if entry is None:
+            raise GvstoreError(f"model {name!r} is not in the model table (params: models)")
+        return ModelSpec(name=name, **msgspec.structs.asdict(entry))
+
+    def task(self, name: str) -> TaskEntry:
+        return self.tasks.get(name, TaskEntry())
+
+
+def load(path: Path | str = "params.yaml") -> Params:
+    """Parse and type-check a params file (no semantic checks: see ``validate``)."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise GvstoreError(f"cannot read {p}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise GvstoreError(f"{p} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    if not isinstance(raw, dict):
+        raise GvstoreError(f"{p}: expected a mapping of sections at the top")
+    raw.pop("demo", None)  # the synthetic demo stage has its own section
+    try:
+        return msgspec.convert(raw, Params)
+    except msgspec.ValidationError as exc:
+        raise GvstoreError(f"{p}: {exc}") from exc
+
+
+def validate(params: Params, *, check_data: bool = True) -> list[str]:
+    """Every check that needs more than types; raises on the first problem, returns notes."""
+    from gvstore.analysis.specs import SpecError, parse, parse_template
+    from gvstore.tasks.registry import get_task, list_tasks
+
+    st = params.study
+    notes: list[str] = []
+    for key, names in (("study.models", st.models), ("study.generators", st.generators),
+                       ("study.verifiers", st.verifiers), ("study.tasks", st.tasks),
+                       ("study.methods", st.methods)):
+        if not names:
+            raise GvstoreError(f"{key} is empty")
+        if len(set(names)) != len(names):
+            raise GvstoreError(f"{key} lists a name twice")
+    for name in st.models:
+        params.model(name)
+    for key, names in (("study.generators", st.generators), ("study.verifiers", st.verifiers)):
+        for name in names:
+            if name not in st.models:
+                raise GvstoreError(f"{key}: {name!r} is not listed in study.models")
+    for m in st.methods:
+        if m not in METHODS:
+            raise GvstoreError(f"study.methods: unknown method {m!r}; "
+                               f"choose from {', '.join(METHODS)}")
+    for name, row in params.models.items():
+        if row.source == "local" and not row.path:
+            raise GvstoreError(f"models.{name}: source 'local' needs path")
+        if row.source == "hub" and not row.hub_id:
+            raise GvstoreError(f"models.{name}: source 'hub' needs hub_id")
+        if row.source == "package" and not row.package:
+            raise GvstoreError(f"models.{name}: source 'package' needs package")
+    s, v = params.sample, params.verify
+    checks = [
+        (s.n >= 1, f"sample.n must be >= 1, got {s.n}"),
+        (s.temperature >= 0, "sample.temperature must be >= 0"),
+        (0 < s.top_p <= 1, "sample.top_p must be in (0, 1]"),
+        (s.top_k >= 0, "sample.top_k must be >= 0"),
+        (s.max_tokens >= 1, "sample.max_tokens must be >= 1"),
+        (s.batch_size >= 1, "sample.batch_size must be >= 1"),
+        (s.backend in BACKENDS, f"sample.backend must be one of {', '.join(BACKENDS)}"),
+        (v.repeats >= 1, "verify.repeats must be >= 1"),
+        (v.tournament_rounds >= 1, "verify.tournament_rounds must be >= 1"),
+        (v.max_tokens >= 1, "verify.max_tokens must be >= 1"),
+        (v.batch_size >= 1, "verify.batch_size must be >= 1"),
+        (v.backend in BACKENDS, f"verify.backend must be one of {', '.join(BACKENDS)}"),
+        (params.report.resamples >= 0, "report.resamples must be >= 0"),
+        (all(k >= 1 for k in params.report.passk), "report.passk values must be >= 1"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise GvstoreError(msg)
+    for key, specs, parser in (("weights.specs", params.weights.specs, parse),
+                               ("report.specs", params.report.specs, parse),
+                               ("report.sweeps", params.report.sweeps, parse_template)):
+        for text in specs:
+            try:
+                parser(text)
+            except SpecError as exc:
+                raise GvstoreError(f"{key}: {' '.join(str(exc).split())}") from None
+    known = set(list_tasks())
+    for name in list(st.tasks) + list(params.tasks):
+        if name not in known:
+            raise GvstoreError(f"unknown task {name!r}; known tasks: {', '.join(sorted(known))}")
+    for name in st.tasks:
+        entry = params.task(name)
+        if entry.prompts is not None and entry.prompts < 1:
+            raise GvstoreError(f"tasks.{name}.prompts must be >= 1")
+        if entry.offset < 0:
+            raise GvstoreError(f"tasks.{name}.offset must be >= 0")
+        task = get_task(name, entry.data)
+        task.check_split(entry.split)
+        task.shots(entry.kshot)
+        if check_data:
+            n = len(task.items(entry.split))
+            if n <= entry.offset:
+                raise GvstoreError(f"tasks.{name}: offset {entry.offset} leaves no items "
+                                   f"of the {n} in {entry.split}")
+            notes.append(f"task {name}: {n} items in {entry.split}")
+    return notes

@@ -1,0 +1,50 @@
+"""DVC stage `prepare-model`: make `<models_dir>/<model>` for one model of the study.
+
+A package (GGUF) model is converted once to safetensors (fast loads, trainable). For a local
+or hub model nothing is converted: the folder gets only a manifest naming the model's digest,
+so later stages can depend on it uniformly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import load_params, run  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", required=True, help="a model of params' study.models")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = ap.parse_args(argv)
+
+    def body() -> int:
+        from gvstore.models import MANIFEST, prepare, resolve
+
+        params = load_params(args.params)
+        spec = params.model(args.model)
+        models_dir = Path(params.base.models_dir)
+        if spec.source == "package":
+            out, converted = prepare(spec, models_dir)
+            print(f"prepare-model: {spec.name} {'converted' if converted else 'up to date'}"
+                  f" -> {out}", file=sys.stderr)
+            return 0
+        out = models_dir / spec.name
+        out.mkdir(parents=True, exist_ok=True)
+        digest = resolve(spec, models_dir).digest
+        (out / MANIFEST).write_text(json.dumps(
+            {"name": spec.name, "source": spec.source, "pointer": True,
+             "model_digest": digest}, indent=2) + "\n")
+        print(f"prepare-model: {spec.name} ({spec.source}) is used as it is; digest {digest}",
+              file=sys.stderr)
+        return 0
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

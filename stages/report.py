@@ -1,0 +1,33 @@
+"""DVC stage `report`: metrics.json, plot series and PNGs of the study, from the store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import load_params, run  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = ap.parse_args(argv)
+
+    def body() -> int:
+        from gvstore.report import build, render
+        from gvstore.store import Store
+
+        params = load_params(args.params)
+        out = Path(params.base.reports)
+        metrics = build(Store(params.base.store), params, out)
+        render(metrics)
+        print(f"report: {out / 'metrics.json'} and plots in {out}", file=sys.stderr)
+        return 0
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
