@@ -141,7 +141,19 @@ def load(path: Path | str = "params.yaml") -> Params:
         raise GvstoreError(f"{p} is not valid YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(raw, dict):
         raise GvstoreError(f"{p}: expected a mapping of sections at the top")
-    raw.pop("demo", None)  # the synthetic demo stage has its own section
+    # Table entries first, one by one, so that an error names the entry (msgspec's own
+    # path would say `$.models[...]`).
+    for section, entry_type in (("models", ModelEntry), ("tasks", TaskEntry)):
+        table = raw.get(section)
+        if isinstance(table, dict):
+            for name, value in table.items():
+                try:
+                    msgspec.convert(value if value is not None else {}, entry_type)
+                except msgspec.ValidationError as exc:
+                    msg = str(exc).replace("`$", f"`$.{section}.{name}", 1)
+                    if "`$" not in str(exc):
+                        msg += f" - at `$.{section}.{name}`"
+                    raise GvstoreError(f"{p}: {msg}") from exc
     try:
         return msgspec.convert(raw, Params)
     except msgspec.ValidationError as exc:
@@ -219,8 +231,8 @@ def validate(params: Params, *, check_data: bool = True) -> list[str]:
             raise GvstoreError(f"tasks.{name}.offset must be >= 0")
         task = get_task(name, entry.data)
         task.check_split(entry.split)
-        task.shots(entry.kshot)
         if check_data:
+            task.shots(entry.kshot)  # exemplars may live in data files too
             n = len(task.items(entry.split))
             if n <= entry.offset:
                 raise GvstoreError(f"tasks.{name}: offset {entry.offset} leaves no items "
