@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from fractions import Fraction
 from math import comb
 from pathlib import Path
@@ -198,7 +197,8 @@ def test_table_rejects_bad_input() -> None:
         pass_at_k_table(frame, [0], by=())
 
 
-def test_fast_on_7500_prompts_of_128_samples() -> None:
+def test_full_size_table_matches_pass_at_1() -> None:
+    # Speed is measured in benchmarks/analysis_bench.py, not asserted here.
     rng = np.random.default_rng(0)
     prompts, samples = 7500, 128
     p = rng.beta(2, 2, prompts)
@@ -207,10 +207,8 @@ def test_fast_on_7500_prompts_of_128_samples() -> None:
         "prompt": np.repeat(np.arange(prompts), samples).astype(np.uint64),
         "task": "t", "model": "m", "round": 0, "utility": u,
     })
-    start = time.perf_counter()
     got = pass_at_k_table(frame, range(1, 129))
-    elapsed = time.perf_counter() - start
     assert got.height == 128
     c = u.reshape(prompts, samples).sum(axis=1)
     assert got["pass_at_k"][0] == pytest.approx(float((c / samples).mean()))
-    assert elapsed < 3.0  # about 0.1 s on one core; generous for a shared machine
+    assert got["pass_at_k"][127] == pytest.approx(float((c > 0).mean()))
