@@ -21,13 +21,8 @@ SAMPLING = Sampling(temperature=0.7, top_p=0.9, max_tokens=12)
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from gvstore.models import prepare
-
-    d = tmp_path_factory.mktemp("models")
-    out, converted = prepare(SMOLLM2, d)  # the real GGUF from the package, converted once
-    assert converted and out == d / SMOLLM2.name
-    return d
+def models_dir(prepared_models: Path) -> Path:
+    return prepared_models
 
 
 @pytest.fixture(scope="session")
