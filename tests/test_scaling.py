@@ -103,3 +103,11 @@ def test_points_and_fits_per_family(tmp_path: Path) -> None:
     assert (a["slope"], a["intercept"], a["r2"]) == pytest.approx((0.1, -2.0, 1.0))
     assert (b["models"], b["missing"], b["n"]) == (3, 1, 2)
     assert b["slope"] == pytest.approx(0.1) and b["r2"] is None
+
+
+def test_load_models_reads_the_params_model_table(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("models:\n  a: {source: hub, hub_id: x/a, family: f, flops: 1.0e+20}\n"
+                    "  b: {family: g, flops: 3.0e+21}\n")
+    got = load_models(path)
+    assert got.rows() == [("a", "f", 1e20), ("b", "g", 3e21)]

@@ -72,6 +72,9 @@ def load_models(path: Path) -> pl.DataFrame:
     data = _read(path)
     if isinstance(data, Mapping) and "models" in data:
         data = data["models"]
+    if isinstance(data, Mapping):  # params.yaml's model table: name -> entry
+        data = [{"name": name, "family": (e or {}).get("family", ""),
+                 "flops": (e or {}).get("flops")} for name, e in data.items()]
     try:
         entries = msgspec.convert(data, list[ModelEntry], strict=False)
     except msgspec.ValidationError as exc:
