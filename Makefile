@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d
 # unpinned torch would pull a multi-GB CUDA build). The gpu extra is its own environment.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: setup study test lint bench clean-venv
+.PHONY: setup study test test-slow lint bench
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ study: $(STAMP)
 ## The tests (what CI runs). Heavier tests: `make test PYTEST_ARGS="-m slow"`.
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Slow tests too, with a real llama.cpp server (its build compiles llama.cpp: ~10 min on 2 cores)
+test-slow: $(STAMP)
+	CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install --quiet -e ".[llama]"
+	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check gvstore stages tests benchmarks
