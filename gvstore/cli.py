@@ -81,6 +81,7 @@ def _root(
 def _register() -> None:
     from gvstore.cli_analysis import register as register_analysis
     from gvstore.cli_extra import corr_cmd, passk_cmd, scaling_cmd, variance_cmd
+    from gvstore.cli_finetune import finetune_cmd
     from gvstore.cli_model import generate_cmd, prepare_model_cmd
     from gvstore.cli_params import params_app
     from gvstore.cli_report import report_cmd
@@ -95,6 +96,7 @@ def _register() -> None:
     app.command("prepare-model")(prepare_model_cmd)
     app.command("generate")(generate_cmd)
     app.command("grade")(grade_cmd)
+    app.command("finetune")(finetune_cmd)
     register_analysis(app)  # gap, sweep, cross, weights, export sft|pairs
     app.command("passk")(passk_cmd)
     app.command("corr")(corr_cmd)

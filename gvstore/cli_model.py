@@ -29,12 +29,12 @@ ModelsDirOpt = Annotated[Path, typer.Option(
     "--models-dir", help="Where prepare-model puts converted models.")]
 
 
-def _spec(model: str, model_path: Path | None, instruct: bool = True) -> ModelSpec:
-    from gvstore.models import ModelSpec, builtin
+def _spec(model: str, model_path: Path | None) -> ModelSpec:
+    from gvstore.finetune import spec_from_folder
+    from gvstore.models import builtin
 
-    if model_path is not None:
-        return ModelSpec(name=model_path.name, source="local", path=str(model_path),
-                         kind="instruct" if instruct else "base")
+    if model_path is not None:  # name, round, kind from the folder's manifest where it has them
+        return spec_from_folder(model_path)
     return builtin(model)
 
 
@@ -74,7 +74,9 @@ def generate_cmd(
     top_k: Annotated[int, typer.Option(help="0 means no top-k cut.")] = 0,
     max_tokens: Annotated[int, typer.Option(help="Most new tokens per sample.")] = 256,
     seed: Annotated[int, typer.Option(help="Base seed of the per-request seeds.")] = 0,
-    round_: Annotated[int, typer.Option("--round", help="Self-improvement round.")] = 0,
+    round_: Annotated[int | None, typer.Option(
+        "--round", help="Self-improvement round (default: the model's, from its manifest).",
+        show_default=False)] = None,
     backend: Annotated[str, typer.Option(help="transformers, vllm or openai.")] = "transformers",
     batch_size: Annotated[int, typer.Option(help="Prompts per model batch.")] = 8,
     models_dir: ModelsDirOpt = Path("data/models"),
