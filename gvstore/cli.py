@@ -87,6 +87,7 @@ def _register() -> None:
     from gvstore.cli_report import report_cmd
     from gvstore.cli_store import store_app
     from gvstore.cli_tasks import data_app, grade_cmd, tasks_app
+    from gvstore.cli_verify import verify_cmd
 
     app.add_typer(store_app, name="store")
     app.add_typer(params_app, name="params")
@@ -96,6 +97,7 @@ def _register() -> None:
     app.command("prepare-model")(prepare_model_cmd)
     app.command("generate")(generate_cmd)
     app.command("grade")(grade_cmd)
+    app.command("verify")(verify_cmd)
     app.command("finetune")(finetune_cmd)
     register_analysis(app)  # gap, sweep, cross, weights, export sft|pairs
     app.command("passk")(passk_cmd)
