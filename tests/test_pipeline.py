@@ -52,7 +52,7 @@ def _env() -> dict[str, str]:
 
 def make_project(root: Path, prepared_models: Path) -> Path:
     root.mkdir(parents=True)
-    for name in ("dvc.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(REPO / name, root / name)
     for name in ("stages", "gvstore"):
         shutil.copytree(REPO / name, root / name,
