@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 from gvstore import generate
-from gvstore.backends import SampleRequest
 from gvstore.backends.hf import TransformersBackend
 from gvstore.models import SMOLLM2, prepare
 from gvstore.records import Sampling, seal

@@ -147,8 +147,8 @@ def main() -> int:
     row("key scan (missing)", n_keys / t_keys, None, "keys/s", "higher")
     row("projection build, cold", t_build, None, "s", "lower")
     row("projection load, warm (best of 3)", min(warm), None, "s", "lower")
-    print(f"\n  raw JSON: {raw_json / total:,.1f} bytes/record; store is 1/{raw_json / store_bytes:.2f}"
-          f" of raw JSON, json+gzip is 1/{raw_json / base_bytes:.2f}")
+    print(f"\n  raw JSON: {raw_json / total:,.1f} bytes/record; store is "
+          f"1/{raw_json / store_bytes:.2f} of raw JSON, json+gzip is 1/{raw_json / base_bytes:.2f}")
     print(f"  targets: replay >= 500,000 records/s: "
           f"{'met' if n_store / t_replay >= 500_000 else 'NOT met'}; warm projection < 1 s: "
           f"{'met' if min(warm) < 1 else 'NOT met'}; store <= 1/4 of raw JSON: "

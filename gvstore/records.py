@@ -181,7 +181,9 @@ class Weight(_Base, tag="weight", kw_only=True, frozen=True):
 
 
 Record = Prompt | Generation | Grade | Verification | Comparison | Weight
-RECORD_TYPES: tuple[type[_Base], ...] = (Prompt, Generation, Grade, Verification, Comparison, Weight)
+RECORD_TYPES: tuple[type[_Base], ...] = (
+    Prompt, Generation, Grade, Verification, Comparison, Weight,
+)
 KINDS: dict[str, type[_Base]] = {
     t.__struct_config__.tag: t for t in RECORD_TYPES  # type: ignore[misc]
 }

@@ -1,9 +1,10 @@
 """Projections: polars frames of the numbers analysis needs, replayed from the store.
 
-Long texts are left out (the NDJSON reader of polars skips them). Records are joined by 64-bit handles (the first 16 hex digits of a
-record id, as ``UInt64``) instead of 71-character id strings, which keeps frames small and joins
-fast; a handle collision among the records of one store is detected on build and is an error
-(the odds are about 1 in 10^7 for ten million records), never a silent mix-up.
+Long texts are left out (the NDJSON reader of polars skips them). Records are joined by
+64-bit handles (the first 16 hex digits of a record id, as ``UInt64``) instead of
+71-character id strings, which keeps frames small and joins fast; a handle collision among
+the records of one store is detected on build and is an error (the odds of one are about
+1 in 37 million for a million records, 1 in 370,000 for ten million), never a silent mix-up.
 
 Frames are cached as Parquet under ``<root>/.cache/proj/``, keyed by the digest of the set of
 segment names (segments are immutable, so the set identifies the content). A new or removed
