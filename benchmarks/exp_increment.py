@@ -1,0 +1,63 @@
+"""What `dvc exp run -S sample.n=<2n>` costs after a study at n, against the study itself.
+
+Builds a small copy of the project (as tests/test_pipeline.py does: the real model, arith,
+mc + cot_binary + tournament), times `dvc repro` at n, then `dvc exp run -S sample.n=2n`
+(which should only generate and verify the new samples), and prints both and their ratio.
+A full rerun at 2n would cost about twice the first figure.
+
+    python benchmarks/exp_increment.py [--prompts 3] [--n 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--prompts", type=int, default=3)
+    ap.add_argument("--n", type=int, default=4)
+    args = ap.parse_args()
+
+    import test_pipeline as tp
+
+    from gvstore.models import SMOLLM2, prepare
+
+    work = Path(tempfile.mkdtemp(prefix="gvstore-exp-"))
+    try:
+        models = work / "models"
+        prepare(SMOLLM2, models)
+        tp.SMALL["tasks"]["arith"]["prompts"] = args.prompts
+        tp.SMALL["sample"]["n"] = args.n
+        root = tp.make_project(work / "p", models)
+        t0 = time.perf_counter()
+        out = tp.repro(root, timeout=3600)
+        base = time.perf_counter() - t0
+        if out.returncode != 0:
+            print(out.stdout + out.stderr)
+            return 1
+        t0 = time.perf_counter()
+        exp = subprocess.run(["dvc", "exp", "run", "-S", f"sample.n={2 * args.n}"], cwd=root,
+                             env=tp._env(), capture_output=True, text=True, timeout=3600)
+        inc = time.perf_counter() - t0
+        if exp.returncode != 0:
+            print(exp.stdout + exp.stderr)
+            return 1
+        print(f"study at n={args.n} ({args.prompts} arith prompts): {base:.1f} s")
+        print(f"dvc exp run -S sample.n={2 * args.n}: {inc:.1f} s "
+              f"(ratio {inc / base:.2f}; a full rerun at n={2 * args.n} would be about 2x)")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
