@@ -24,6 +24,7 @@ from gvstore.analysis.gap import gap_table
 from gvstore.analysis.passk import pass_at_k_table, utility_frame
 from gvstore.analysis.specs import parse, parse_template
 from gvstore.analysis.sweep import plot_sweep, select, sweep
+from gvstore.errors import GvstoreError
 from gvstore.params import Params
 from gvstore.replay import Projections
 from gvstore.store import Store
@@ -77,8 +78,15 @@ def build(store: Store, params: Params, out: Path) -> dict[str, Any]:
             group = f"{res.task}/{res.generator}/{res.verifier}/r{res.round}"
             rows += [f"{group},{p.value},{_r(p.gap)},{_r(p.gap_lo)},{_r(p.gap_hi)},"
                      f"{_r(p.rel_gap)},{p.kept}" for p in res.points]
-            sel = select(res, tmpl, metric=rp.select_on, seed=params.base.seed,
-                         resamples=rp.resamples)
+            if not res.points:  # e.g. every score of this method failed to parse
+                continue
+            try:
+                sel = select(res, tmpl, metric=rp.select_on, seed=params.base.seed,
+                             resamples=rp.resamples)
+            except GvstoreError as exc:  # too few prompts to split, nothing to choose
+                _nest(metrics["selection"], [res.task, res.generator, res.verifier,
+                                             f"round{res.round}", text], {"error": str(exc)})
+                continue
             d = sel.to_dict()
             _nest(metrics["selection"], [res.task, res.generator, res.verifier,
                                          f"round{res.round}", text], {
