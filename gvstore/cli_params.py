@@ -40,4 +40,6 @@ def _stage_count(params: object) -> int:
 
     assert isinstance(params, Params)
     st = params.study
-    return len(st.models) + 2 * len(st.tasks) + len(st.methods) * len(st.tasks) + 2
+    rounds = (3 if params.rounds.enabled else 0) + 5 * len(params.rounds.steps)
+    return (len(st.models) + 2 * len(st.tasks) + len(st.methods) * len(st.tasks) + 2
+            + rounds)

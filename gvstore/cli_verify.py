@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -133,6 +134,7 @@ def verify_task(
     folder: str,
     generator: str | None = None,
     round_: int | None = None,
+    prompt_ids: Collection[str] | None = None,
     quiet: bool = False,
 ) -> VerifySummary:
     """Verify one task's stored generations with one verifier and method, with a progress bar.
@@ -149,7 +151,7 @@ def verify_task(
         seed=seed, batch_size=batch_size,
     )
     vspec.check()
-    selection = select(store, task, generator, round_)
+    selection = select(store, task, generator, round_, prompt_ids)
     if not selection.generations:
         raise GvstoreError(f"no generations of task {task!r} in {store.root}"
                            + (f" by {generator!r}" if generator else "")

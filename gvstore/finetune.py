@@ -175,15 +175,21 @@ def load_config(path: Path) -> dict[str, Any]:
     return raw
 
 
-def build_hparams(preset_name: str, config: Path | None = None,
-                  **overrides: Any) -> Hyperparams:
-    """A preset, then a config file's values over it, then ``overrides`` (``None``: keep)."""
-    hp = preset(preset_name)
+def build_hparams(preset_name: str, config: Path | None = None, *, cuda: bool | None = None,
+                  where: str = "hyperparameters", **overrides: Any) -> Hyperparams:
+    """A preset, then a config file's values over it, then ``overrides`` (``None``: keep).
+    ``cuda`` decides the ``auto`` preset (None: ask torch)."""
+    hp = preset(preset_name, cuda=cuda)
     if config is not None:
         merged = msgspec.structs.asdict(hp) | load_config(config)
         hp = Hyperparams.from_mapping(merged, where=str(config))
-    hp = hp.replace(**overrides)
-    hp.check()
+    data = msgspec.structs.asdict(hp)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    hp = Hyperparams.from_mapping(data, where=where)
+    try:
+        hp.check()
+    except GvstoreError as exc:
+        raise GvstoreError(f"{where}: {exc}") from None
     return hp
 
 

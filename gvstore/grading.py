@@ -87,8 +87,10 @@ def grade_store(
     progress: ProgressCallback | None = None,
     flush_records: int = 4096,
     folder_prefix: str = "grade/",
+    where: Callable[[Generation], bool] | None = None,
 ) -> GradeSummary:
-    """Grade every generation of ``tasks`` (all registered tasks if None) not yet graded."""
+    """Grade every generation of ``tasks`` (all registered tasks if None) not yet graded;
+    ``where`` narrows the generations further (e.g. to one model's round)."""
     start = time.monotonic()
     if isinstance(tasks, str):
         tasks = [tasks]
@@ -104,6 +106,8 @@ def grade_store(
             refs[rec.id] = rec.reference
         elif isinstance(rec, Generation):
             if wanted is not None and rec.task not in graders:
+                continue
+            if where is not None and not where(rec):
                 continue
             if rec.task not in known:
                 summary.unknown_tasks[rec.task] = summary.unknown_tasks.get(rec.task, 0) + 1

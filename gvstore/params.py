@@ -9,8 +9,9 @@ without touching a model.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 import yaml
@@ -110,6 +111,69 @@ class ReportParams(_Strict, frozen=True, forbid_unknown_fields=True):
     resamples: int = 1000
 
 
+GROUND_TRUTH = "ground_truth"
+SELF = "self"
+
+
+class RoundsParams(_Strict, frozen=True, forbid_unknown_fields=True):
+    """Iterative self-improvement (the paper's section 5), unrolled in ``dvc.yaml``: round 0's
+    model generates, its samples are graded, verified and filtered, the kept ones train round
+    1's model, which generates again, and so on. Off while ``start`` is empty."""
+
+    start: list[str] = msgspec.field(default_factory=list)
+    """Round 0's model, a one-element list (``[]``: no rounds). It must be in study.models."""
+    steps: dict[str, str] = msgspec.field(default_factory=dict)
+    """``new model: the model it is trained from``, in round order: the first is trained from
+    ``start``, each later one from the one before (dvc.yaml needs the pairs spelled out)."""
+    task: str = "arith"
+    prompts: TaskEntry | None = None
+    """The rounds' prompts (default: ``tasks.<task>``)."""
+    verifier: str = SELF
+    """``self`` (each round's model verifies its own samples: self-improvement), a model of
+    study.models (a fixed verifier: the appendix D.3 ablation), or ``ground_truth`` (keep what
+    the grader marks correct: the oracle ablation)."""
+    filter: str = "cot_binary:tau=1"
+    """The filter spec that picks training data from the verifier's scores (ignored for
+    ground_truth, which keeps samples with strict utility 1)."""
+    update: Literal["sft", "rpo"] = "sft"
+    """sft: rejection-sampling fine-tuning on the kept samples; rpo: DPO + NLL on pairs."""
+    preset: Literal["auto", "paper", "cpu"] = "auto"
+    """Training hyperparameter preset (auto: paper on a CUDA machine, else cpu)."""
+    hyperparameters: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Values over the preset (see `gvstore finetune --help` for each)."""
+    threads: int | None = None
+    """CPU threads for torch while training (None: torch's default)."""
+    dir: str = "data/rounds"
+    """Training sets (``train/<model>.jsonl``) and trained models (``models/<model>``)."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.start)
+
+    def chain(self) -> list[str]:
+        """The round models in round order (round 0 first)."""
+        return [*self.start, *self.steps]
+
+    def round_of(self, model: str) -> int:
+        chain = self.chain()
+        if model not in chain:
+            raise GvstoreError(f"{model!r} is not a model of the rounds "
+                               f"(rounds.start and rounds.steps: {', '.join(chain) or 'none'})")
+        return chain.index(model)
+
+    def parent_of(self, model: str) -> str:
+        if model not in self.steps:
+            raise GvstoreError(f"{model!r} is not trained in the rounds (rounds.steps)")
+        return self.steps[model]
+
+    def model_dir(self, model: str) -> Path:
+        return Path(self.dir) / "models" / model
+
+    def train_file(self, model: str) -> Path:
+        """The training set of ``model`` (made from its parent's round)."""
+        return Path(self.dir) / "train" / f"{model}.jsonl"
+
+
 class Params(_Strict, frozen=True, forbid_unknown_fields=True):
     study: Study
     base: Base = msgspec.field(default_factory=Base)
@@ -119,6 +183,7 @@ class Params(_Strict, frozen=True, forbid_unknown_fields=True):
     verify: VerifyParams = msgspec.field(default_factory=VerifyParams)
     weights: WeightsParams = msgspec.field(default_factory=WeightsParams)
     report: ReportParams = msgspec.field(default_factory=ReportParams)
+    rounds: RoundsParams = msgspec.field(default_factory=RoundsParams)
 
     def model(self, name: str) -> ModelSpec:
         entry = self.models.get(name)
@@ -128,6 +193,11 @@ class Params(_Strict, frozen=True, forbid_unknown_fields=True):
 
     def task(self, name: str) -> TaskEntry:
         return self.tasks.get(name, TaskEntry())
+
+    def rounds_prompts(self) -> TaskEntry:
+        """The prompts the rounds generate for."""
+        r = self.rounds
+        return r.prompts if r.prompts is not None else self.task(r.task)
 
 
 def load(path: Path | str = "params.yaml") -> Params:
@@ -163,7 +233,7 @@ def load(path: Path | str = "params.yaml") -> Params:
 def validate(params: Params, *, check_data: bool = True) -> list[str]:
     """Every check that needs more than types; raises on the first problem, returns notes."""
     from gvstore.analysis.specs import SpecError, parse, parse_template
-    from gvstore.tasks.registry import get_task, list_tasks
+    from gvstore.tasks.registry import list_tasks
 
     st = params.study
     notes: list[str] = []
@@ -220,22 +290,108 @@ def validate(params: Params, *, check_data: bool = True) -> list[str]:
             except SpecError as exc:
                 raise GvstoreError(f"{key}: {' '.join(str(exc).split())}") from None
     known = set(list_tasks())
+    if params.rounds.enabled:
+        notes += _validate_rounds(params, check_data)
+    elif params.rounds.steps:
+        raise GvstoreError("rounds.steps needs rounds.start (round 0's model)")
     for name in list(st.tasks) + list(params.tasks):
         if name not in known:
             raise GvstoreError(f"unknown task {name!r}; known tasks: {', '.join(sorted(known))}")
     for name in st.tasks:
-        entry = params.task(name)
-        if entry.prompts is not None and entry.prompts < 1:
-            raise GvstoreError(f"tasks.{name}.prompts must be >= 1")
-        if entry.offset < 0:
-            raise GvstoreError(f"tasks.{name}.offset must be >= 0")
-        task = get_task(name, entry.data)
-        task.check_split(entry.split)
-        if check_data:
-            task.shots(entry.kshot)  # exemplars may live in data files too
-            n = len(task.items(entry.split))
-            if n <= entry.offset:
-                raise GvstoreError(f"tasks.{name}: offset {entry.offset} leaves no items "
-                                   f"of the {n} in {entry.split}")
-            notes.append(f"task {name}: {n} items in {entry.split}")
+        note = _check_entry(f"tasks.{name}", name, params.task(name), check_data)
+        if note:
+            notes.append(note)
     return notes
+
+
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _check_entry(where: str, name: str, entry: TaskEntry, check_data: bool) -> str | None:
+    """A task's prompt range: known task, sane numbers, and (check_data) items there."""
+    from gvstore.tasks.registry import get_task
+
+    if entry.prompts is not None and entry.prompts < 1:
+        raise GvstoreError(f"{where}.prompts must be >= 1")
+    if entry.offset < 0:
+        raise GvstoreError(f"{where}.offset must be >= 0")
+    task = get_task(name, entry.data)
+    task.check_split(entry.split)
+    if not check_data:
+        return None
+    task.shots(entry.kshot)  # exemplars may live in data files too
+    n = len(task.items(entry.split))
+    if n <= entry.offset:
+        raise GvstoreError(f"{where}: offset {entry.offset} leaves no items of the {n} in "
+                           f"{entry.split}")
+    return f"task {name}: {n} items in {entry.split}"
+
+
+def _validate_rounds(params: Params, check_data: bool) -> list[str]:
+    """The rounds section: a chain of model names, a verifier, a filter, an update."""
+    from gvstore.analysis.specs import SpecError, methods_of, parse
+    from gvstore.finetune import build_hparams
+    from gvstore.tasks.registry import list_tasks
+
+    r, st = params.rounds, params.study
+    if len(r.start) != 1:
+        raise GvstoreError(f"rounds.start lists round 0's model, one name (or [] for no "
+                           f"rounds); got {len(r.start)}")
+    first = r.start[0]
+    if first not in st.models:
+        raise GvstoreError(f"rounds.start: {first!r} is not listed in study.models (prepare-model "
+                           "must prepare it)")
+    chain = r.chain()
+    if len(set(chain)) != len(chain):
+        raise GvstoreError("rounds: a model name appears twice in rounds.start and rounds.steps")
+    parent = first
+    for i, (model, source) in enumerate(r.steps.items(), 1):
+        if not _FOLDER_NAME.fullmatch(model):
+            raise GvstoreError(f"rounds.steps: {model!r} is not a usable folder name (letters, "
+                               "digits, '.', '_', '-')")
+        if model in params.models:
+            raise GvstoreError(f"rounds.steps: {model!r} is already in the model table; name "
+                               "the trained model something new")
+        if source != parent:
+            raise GvstoreError(f"rounds.steps: round {i} ({model}) must start from round "
+                               f"{i - 1}'s model {parent!r}, not {source!r}")
+        parent = model
+    if r.verifier not in (SELF, GROUND_TRUTH) and r.verifier not in st.models:
+        raise GvstoreError(f"rounds.verifier: {r.verifier!r} is not '{SELF}', "
+                           f"'{GROUND_TRUTH}' or a model listed in study.models")
+    try:
+        spec = parse(r.filter)
+    except SpecError as exc:
+        raise GvstoreError(f"rounds.filter: {' '.join(str(exc).split())}") from None
+    for m in methods_of(spec):
+        if m not in METHODS:
+            raise GvstoreError(f"rounds.filter: {m!r} is not a verification method")
+    if r.task not in set(list_tasks()):
+        raise GvstoreError(f"rounds.task: unknown task {r.task!r}; known tasks: "
+                           f"{', '.join(sorted(list_tasks()))}")
+    if r.threads is not None and r.threads < 1:
+        raise GvstoreError("rounds.threads must be >= 1")
+    for cuda in (False, True) if r.preset == "auto" else (None,):
+        hp = build_hparams(r.preset, None, cuda=bool(cuda), where="rounds.hyperparameters",
+                           **_hp_overrides(r.hyperparameters))
+    note = _check_entry("rounds.prompts" if r.prompts is not None else f"tasks.{r.task}",
+                        r.task, params.rounds_prompts(), check_data)
+    if r.prompts is None and r.task in st.tasks:
+        note = None  # the study's own check says it
+    notes = [f"rounds: {len(chain) - 1} rounds from {first} on {r.task}, {r.update} on "
+             f"{'the ground truth' if r.verifier == GROUND_TRUTH else r.filter} "
+             f"({r.verifier} verifier), {hp.steps} steps of {hp.batch_size} per round"
+             + (" on a CUDA machine" if r.preset == "auto" else "")]
+    return notes + ([note] if note else [])
+
+
+def _hp_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """``rounds.hyperparameters``, checked field by field against the training settings."""
+    from gvstore.finetune import Hyperparams
+
+    known = set(Hyperparams.__struct_fields__)
+    for key in values:
+        if key not in known:
+            raise GvstoreError(f"rounds.hyperparameters: unknown setting {key!r}; known: "
+                               f"{', '.join(sorted(known))}")
+    return dict(values)

@@ -11,7 +11,9 @@
   sample with the highest weight; ``rejected`` the sample with the lowest weight, which must
   be strictly lower than the chosen one's (for keep/reject rules: a rejected sample, w = 0).
   Ties go to the lowest sample index. Only the verifier's weights decide: the ground truth is
-  never read. A prompt with no kept or no lower-weighted sample gives no pair (counted).
+  never read (except with ``spec=None``, the oracle ablation: weight 1 for a generation graded
+  correct under the strict utility, 0 otherwise). A prompt with no kept or no lower-weighted
+  sample gives no pair (counted).
 
 Weights need one verifier: if the filtered generations were verified by several, name one.
 Texts are read from the store records, for the kept generations only. Files are written to a
@@ -51,8 +53,28 @@ class ExportReport:
         return dict(self.__dict__)
 
 
-def _groups(store: Store, spec: Spec, filters: Filters | None,
+GROUND_TRUTH = "ground_truth"
+
+
+def _truth_groups(store: Store, filters: Filters | None,
+                  proj: Projections | None) -> list[tuple[Group, np.ndarray]]:
+    """The oracle filter: weight 1 for a generation graded correct (strict), else 0."""
+    ds = Dataset(proj or Projections(store), utility="strict", filters=filters)
+    out: list[tuple[Group, np.ndarray]] = []
+    for (task, model, rnd), a in ds.slices():
+        g = Group(task, model, rnd, GROUND_TRUTH, gen=a["gen"], prompt=a["prompt"],
+                  sample_index=a["sample_index"], utility=a["utility"], pidx=a["pidx"],
+                  prompts=a["prompts"], starts=a["starts"], gen_order=a["gen_order"])
+        out.append((g, np.where(a["utility"] == 1.0, 1.0, 0.0)))
+    if not out:
+        raise GvstoreError("no generations match the filters")
+    return out
+
+
+def _groups(store: Store, spec: Spec | None, filters: Filters | None,
             proj: Projections | None) -> list[tuple[Group, np.ndarray]]:
+    if spec is None:
+        return _truth_groups(store, filters, proj)
     ds = Dataset(proj or Projections(store), utility=None, filters=filters)
     groups = ds.groups(methods_of(spec))
     if not groups:
@@ -101,11 +123,13 @@ def _rows_by_prompt(g: Group, w: np.ndarray) -> Iterable[tuple[int, np.ndarray]]
         yield int(g.prompts[p]), rows
 
 
-def export_sft(store: Store, spec: Spec, out: Path, *, filters: Filters | None = None,
+def export_sft(store: Store, spec: Spec | None, out: Path, *, filters: Filters | None = None,
                proj: Projections | None = None) -> ExportReport:
-    """Write the kept (prompt, generation) pairs as chat-format JSONL."""
+    """Write the kept (prompt, generation) pairs as chat-format JSONL. ``spec=None`` keeps
+    what the grader marks correct (strict utility 1): the ground truth as verifier."""
     groups = _groups(store, spec, filters, proj)
-    rep = ExportReport(str(out), str(spec), groups[0][0].verifier)
+    rep = ExportReport(str(out), str(spec) if spec is not None else GROUND_TRUTH,
+                       groups[0][0].verifier)
     picked: list[tuple[int, int, float]] = []
     for g, w in groups:
         for ph, rows in _rows_by_prompt(g, w):
@@ -128,11 +152,13 @@ def export_sft(store: Store, spec: Spec, out: Path, *, filters: Filters | None =
     return rep
 
 
-def export_pairs(store: Store, spec: Spec, out: Path, *, filters: Filters | None = None,
+def export_pairs(store: Store, spec: Spec | None, out: Path, *, filters: Filters | None = None,
                  proj: Projections | None = None) -> ExportReport:
-    """Write one (prompt, chosen, rejected) line per prompt that has both."""
+    """Write one (prompt, chosen, rejected) line per prompt that has both (``spec=None``: a
+    correct and an incorrect sample by the ground truth)."""
     groups = _groups(store, spec, filters, proj)
-    rep = ExportReport(str(out), str(spec), groups[0][0].verifier)
+    rep = ExportReport(str(out), str(spec) if spec is not None else GROUND_TRUTH,
+                       groups[0][0].verifier)
     picked: list[tuple[int, int, float, int, float]] = []
     for g, w in groups:
         for ph, rows in _rows_by_prompt(g, w):

@@ -35,6 +35,8 @@ class Filters:
     generators: tuple[str, ...] = ()
     verifiers: tuple[str, ...] = ()
     rounds: tuple[int, ...] = ()
+    prompts: tuple[int, ...] = ()
+    """Prompt handles (``replay.handle`` of the prompt record ids)."""
 
     def generations(self, gens: pl.DataFrame) -> pl.DataFrame:
         if self.tasks:
@@ -43,6 +45,8 @@ class Filters:
             gens = gens.filter(pl.col("model").is_in(self.generators))
         if self.rounds:
             gens = gens.filter(pl.col("round").is_in(self.rounds))
+        if self.prompts:
+            gens = gens.filter(pl.col("prompt").is_in(pl.Series(self.prompts, dtype=pl.UInt64)))
         return gens
 
     def verifier_rows(self, frame: pl.DataFrame) -> pl.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -185,8 +185,9 @@ class Selection:
 
 
 def select(store: Store, task: str, generator: str | None = None,
-           round_: int | None = None) -> Selection:
-    """The generations of ``task`` in the store (one scan), filtered by generator and round."""
+           round_: int | None = None, prompt_ids: Collection[str] | None = None) -> Selection:
+    """The generations of ``task`` in the store (one scan), filtered by generator, round and
+    (``prompt_ids``) prompt record id."""
     gens: list[Generation] = []
     prompts: dict[str, Prompt] = {}
     for rec in store.iter_records(kinds=("prompt", "generation")):
@@ -198,7 +199,8 @@ def select(store: Store, task: str, generator: str | None = None,
             if round_ is not None and rec.round != round_:
                 continue
             gens.append(rec)
-    kept = [g for g in gens if g.prompt_id in prompts]
+    kept = [g for g in gens if g.prompt_id in prompts
+            and (prompt_ids is None or g.prompt_id in prompt_ids)]
 
     def order(g: Generation) -> tuple[str, str, int, str]:
         p = prompts[g.prompt_id]
