@@ -20,7 +20,14 @@ $(STAMP):
 setup: $(STAMP)
 
 ## The main job: run the study (dvc repro: only what changed) and show its report.
+## `make study PARAMS=configs/rounds-arith.yaml` first puts that file at params.yaml (refused
+## while params.yaml has uncommitted edits of its own; `git checkout params.yaml` goes back).
 study: $(STAMP)
+ifdef PARAMS
+	@test -f "$(PARAMS)" || { echo "error: $(PARAMS) does not exist" >&2; exit 1; }
+	@cmp -s "$(PARAMS)" params.yaml || git diff --quiet -- params.yaml || { echo "error: params.yaml has uncommitted changes; commit or stash them before make study PARAMS=$(PARAMS)" >&2; exit 1; }
+	cp "$(PARAMS)" params.yaml
+endif
 	PATH="$(abspath $(BIN)):$$PATH" dvc repro
 	$(BIN)/gvstore report
 
