@@ -85,6 +85,7 @@ def _register() -> None:
     from gvstore.cli_model import generate_cmd, prepare_model_cmd
     from gvstore.cli_params import params_app
     from gvstore.cli_report import report_cmd
+    from gvstore.cli_rounds import rounds_cmd
     from gvstore.cli_store import store_app
     from gvstore.cli_tasks import data_app, grade_cmd, tasks_app
     from gvstore.cli_verify import verify_cmd
@@ -99,6 +100,7 @@ def _register() -> None:
     app.command("grade")(grade_cmd)
     app.command("verify")(verify_cmd)
     app.command("finetune")(finetune_cmd)
+    app.command("rounds")(rounds_cmd)
     register_analysis(app)  # gap, sweep, cross, weights, export sft|pairs
     app.command("passk")(passk_cmd)
     app.command("corr")(corr_cmd)

@@ -25,7 +25,7 @@ import polars as pl
 from gvstore.errors import DamagedSegment, GvstoreError
 from gvstore.store import Store
 
-PROJECTION_VERSION = "2"
+PROJECTION_VERSION = "3"  # 3: grades carry ``extracted``
 FRAMES = ("prompts", "generations", "grades", "verifications", "comparisons", "weights")
 
 
@@ -42,7 +42,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType | type[pl.DataType]]] = {
                     "n_tokens": pl.Int32, "finish_reason": pl.String,
                     "temperature": pl.Float64},
     "grades": {"gen": pl.UInt64, "grader": pl.String, "grader_version": pl.String,
-               "strict": pl.Float64, "flexible": pl.Float64},
+               "strict": pl.Float64, "flexible": pl.Float64, "extracted": pl.String},
     "verifications": {"gen": pl.UInt64, "verifier": pl.String, "method": pl.String,
                       "template": pl.String, "sample_index": pl.Int32, "score": pl.Float64,
                       "parse_status": pl.String, "p_correct": pl.Float64,
@@ -68,7 +68,8 @@ _LINE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "sampling": pl.Struct({"temperature": pl.Float64}),
     # grade, verification, weight
     "generation_id": pl.String, "grader": pl.String, "grader_version": pl.String,
-    "strict": pl.Float64, "flexible": pl.Float64, "verifier": pl.String, "method": pl.String,
+    "strict": pl.Float64, "flexible": pl.Float64, "extracted": pl.String,
+    "verifier": pl.String, "method": pl.String,
     "template": pl.String, "score": pl.Float64, "parse_status": pl.String,
     "p_correct": pl.Float64, "p_incorrect": pl.Float64, "spec": pl.String,
     "weight": pl.Float64,
@@ -102,7 +103,8 @@ def _split(lines: pl.DataFrame) -> dict[str, pl.DataFrame]:
             "sample_index", "n_tokens", "finish_reason",
             pl.col("sampling").struct.field("temperature").fill_null(1.0).alias("temperature")),
         "grades": _defaults(by_kind["grade"], {"grader_version": "1"}).select(
-            _h("generation_id").alias("gen"), "grader", "grader_version", "strict", "flexible"),
+            _h("generation_id").alias("gen"), "grader", "grader_version", "strict", "flexible",
+            "extracted"),
         "verifications": _defaults(by_kind["verification"], {
             "template": "", "sample_index": 0, "parse_status": "ok"}).select(
             _h("generation_id").alias("gen"), "verifier", "method", "template", "sample_index",

@@ -7,7 +7,10 @@ Writes into the reports folder:
   bootstrap intervals, verdict), the honest and in-sample threshold choice of each sweep,
   pass@k, and the verifier score correlations;
 * ``plots/sweep-<template>.csv`` and ``plots/passk.csv`` (for ``dvc plots show``);
-* ``sweep-<template>.png``, ``passk.png``.
+* ``sweep-<template>.png``, ``passk.png``;
+* with rounds of self-improvement in the params: ``metrics.json``'s ``rounds`` (accuracy strict
+  and flexible, gap, relative gap, pass@k and answer diversity per round, and their trend),
+  ``plots/rounds.csv``, ``plots/rounds-passk.csv`` and ``rounds.png`` (the paper's figure 4).
 """
 
 from __future__ import annotations
@@ -123,8 +126,55 @@ def build(store: Store, params: Params, out: Path) -> dict[str, Any]:
         metrics["corr"].append({
             "a": f"{a['verifier']}/{a['method']}", "b": f"{b['verifier']}/{b['method']}",
             "n": c["n"], "pearson": _r(c["pearson"]), "spearman": _r(c["spearman"])})
+    if params.rounds.enabled:
+        metrics["rounds"] = _rounds(store, params, out)
     _write(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
+
+
+def _rounds(store: Store, params: Params, out: Path) -> dict[str, Any]:
+    """The round report: metrics, series and figure (an error is recorded, not raised: the
+    rounds may not have run yet)."""
+    from gvstore import rounds
+    from gvstore.analysis.rounds import rounds_figure, write_series
+
+    try:
+        rep = rounds.report(params, store)
+    except GvstoreError as exc:
+        return {"error": " ".join(str(exc).split())}
+    write_series(rep, out / "plots")
+    rounds_figure(rep, out / "rounds.png")
+    return rep.to_dict()
+
+
+def render_rounds(d: dict[str, Any]) -> None:
+    """Print a round report (``RoundsReport.to_dict()``): one row per round, then the trend."""
+    from gvstore.output import console, fmt, table
+
+    if "error" in d:
+        console.print(f"rounds: {d['error']}", highlight=False)
+        return
+    ks = [str(k) for k in d["ks"]]
+    rows = []
+    for r in d["rows"]:
+        gap = (f"{fmt(r['gap'])} [{fmt(r['gap_lo'])}, {fmt(r['gap_hi'])}]"
+               if r["gap"] is not None else "-")
+        rows.append([r["round"], r["model"], r["verifier"] or "-", r["prompts"], r["samples"],
+                     r["acc_strict"], r["acc_flexible"], gap, r["rel_gap"],
+                     *(r["pass_at_k"].get(k) for k in ks), r["effective_answers"],
+                     r["distinct_answers"]])
+    spec = d["spec"] or "ground truth"
+    console.print(table(
+        f"rounds on {d['task']}: filter {spec}, gap and pass@k on the {d['utility']} utility",
+        ["round", "model", "verifier", "prompts", "samples", "acc strict", "acc flexible",
+         "gap [95% CI]", "rel gap", *(f"pass@{k}" for k in ks), "eff. answers",
+         "distinct"], rows))
+    trend = ", ".join(f"{k} {fmt(v)}" for k, v in d["trend"].items() if v is not None)
+    console.print(f"first to last round: {trend}; answer diversity {d['diversity']}",
+                  highlight=False)
+    for r in d["rows"]:
+        if r.get("note"):
+            console.print(f"round {r['round']}: {r['note']}", highlight=False)
 
 
 def render(metrics: dict[str, Any]) -> None:
@@ -174,3 +224,5 @@ def render(metrics: dict[str, Any]) -> None:
                                                             "spearman"],
                             [[c["a"], c["b"], c["n"], c["pearson"], c["spearman"]]
                              for c in metrics["corr"]]))
+    if "rounds" in metrics:
+        render_rounds(metrics["rounds"])

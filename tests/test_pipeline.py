@@ -50,7 +50,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def make_project(root: Path, prepared_models: Path) -> Path:
+def make_project(root: Path, prepared_models: Path,
+                 extra: dict | None = None) -> Path:  # type: ignore[type-arg]
+    """A copy of the project with the SMALL params (and ``extra`` over them)."""
     root.mkdir(parents=True)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(REPO / name, root / name)
@@ -58,6 +60,7 @@ def make_project(root: Path, prepared_models: Path) -> Path:
         shutil.copytree(REPO / name, root / name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), SMALL)
+    params = _merge(params, extra or {})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copytree(prepared_models, root / "data" / "models")
     run = {"cwd": root, "env": _env(), "check": True, "capture_output": True}

@@ -1,0 +1,100 @@
+"""``gvstore rounds``: the round report of iterative self-improvement, from the store.
+
+With a params file whose ``rounds`` section is on, the chain (round 0's model, then each
+trained model), the verifier, the filter and the prompts come from it. Otherwise give
+``--task``: every (model, round) with generations of that task is a round, sorted by round.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gvstore.cli_analysis import GraderOpt, PlotOpt, _spec
+from gvstore.cli_common import JsonOpt
+from gvstore.errors import GvstoreError
+from gvstore.output import print_json
+
+
+def rounds_cmd(
+    ctx: typer.Context,
+    params_file: Annotated[Path, typer.Option(
+        "--params", help="A params file with a rounds section (used if it exists and no "
+        "--task is given).")] = Path("params.yaml"),
+    task: Annotated[str | None, typer.Option(
+        "--task", "-t", help="Report this task's rounds from the store alone (every model and "
+        "round with generations of it), ignoring the params file.", show_default=False)]
+    = None,
+    spec: Annotated[str | None, typer.Option(
+        "--spec", help="With --task: the filter spec whose gap each round reports (e.g. "
+        "cot_binary:tau=1; default: none, no gap).", show_default=False)] = None,
+    verifier: Annotated[str, typer.Option(
+        "--verifier", "-v", help="With --task: whose verifications the gap uses: self (each "
+        "round's own model) or a model name.")] = "self",
+    k: Annotated[list[int] | None, typer.Option(
+        "--k", "-k", help="pass@k for this k (repeatable; default: report.passk of the params, "
+        "else 1 2 4 8).", show_default=False)] = None,
+    utility: Annotated[str | None, typer.Option(
+        "--utility", "-u", help="Ground truth for gap and pass@k: strict or flexible answer "
+        "match (default: report.utility of the params, else strict; accuracy shows both).",
+        show_default=False)] = None,
+    resamples: Annotated[int | None, typer.Option(
+        "--resamples", help="Bootstrap resamples over prompts (0: no intervals; default: "
+        "report.resamples of the params, else 1000).", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Seed of the bootstrap (default: base.seed of the params, else 0).",
+        show_default=False)] = None,
+    grader: GraderOpt = None,
+    plot: PlotOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per round: accuracy (strict and flexible apart), gap and relative gap with bootstrap
+    intervals, pass@k, and answer diversity (distinct and effective answers), with the trend
+    from the first round to the last. docs/metrics_extra.md defines each number."""
+    from gvstore import rounds
+    from gvstore.analysis.rounds import infer_chain, round_report, rounds_figure
+    from gvstore.params import load
+    from gvstore.replay import Projections
+    from gvstore.report import render_rounds
+    from gvstore.store import Store
+
+    obj = ctx.find_root().obj or {}
+    if task is None:
+        if not params_file.is_file():
+            raise GvstoreError(f"no {params_file}: give --params FILE with a rounds section, "
+                               "or --task to read the rounds from the store")
+        params = load(params_file)
+        if not params.rounds.enabled:
+            raise GvstoreError(f"{params_file} has no rounds (rounds.start is empty); give "
+                               "--task to read the rounds from the store")
+        store = Store(obj.get("store") or params.base.store)
+        if not store.root.exists():
+            raise GvstoreError(f"no store at {store.root}: run the study first (dvc repro)")
+        rp = params.report
+        prompts = rounds.prompt_set(params)
+        rep = round_report(
+            Projections(store), params.rounds.task, rounds.chain(params),
+            spec=rounds.filter_spec(params), ks=k or rp.passk, utility=utility or rp.utility,
+            resamples=rp.resamples if resamples is None else resamples,
+            seed=params.base.seed if seed is None else seed, grader=grader,
+            items=prompts.items, split=prompts.split)
+    else:
+        from gvstore.cli_common import get_store
+
+        store = get_store(ctx)
+        if not store.root.exists():
+            raise GvstoreError(f"no store at {store.root} (set --store or GVSTORE_STORE)")
+        proj = Projections(store)
+        chain = infer_chain(proj, task, None if verifier == "none" else verifier)
+        rep = round_report(proj, task, chain, spec=_spec(spec) if spec else None,
+                           ks=k or (1, 2, 4, 8), utility=utility or "strict",
+                           resamples=1000 if resamples is None else resamples,
+                           seed=seed or 0, grader=grader)
+    if plot is not None:
+        rounds_figure(rep, plot)
+    if as_json:
+        print_json(rep.to_dict())
+    else:
+        render_rounds(rep.to_dict())
