@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,8 +12,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-# Off a terminal (pipes, files, CI logs) rich would wrap at 80 columns; tables read better wider.
-console = Console(width=None if sys.stdout.isatty() else 140)
+# Off a terminal (pipes, files, CI logs) rich would wrap at 80 columns; tables read better
+# wider: $COLUMNS if set, else 140.
+_cols = os.environ.get("COLUMNS", "")
+console = Console(width=None if sys.stdout.isatty() else
+                  (int(_cols) if _cols.isdigit() and int(_cols) >= 40 else 140))
 err_console = Console(stderr=True)
 
 

@@ -159,7 +159,8 @@ def render_rounds(d: dict[str, Any]) -> None:
     for r in d["rows"]:
         gap = (f"{fmt(r['gap'])} [{fmt(r['gap_lo'])}, {fmt(r['gap_hi'])}]"
                if r["gap"] is not None else "-")
-        rows.append([r["round"], r["model"], r["verifier"] or "-", r["prompts"], r["samples"],
+        verifier = "self" if r["verifier"] == r["model"] else (r["verifier"] or "-")
+        rows.append([r["round"], r["model"], verifier, r["prompts"], r["samples"],
                      r["acc_strict"], r["acc_flexible"], gap, r["rel_gap"],
                      *(r["pass_at_k"].get(k) for k in ks), r["effective_answers"],
                      r["distinct_answers"]])

