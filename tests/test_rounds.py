@@ -250,3 +250,20 @@ def test_paper_scale_rounds_config_has_three_rounds_with_the_papers_settings(
     hp = rounds.hparams(params, cuda=True)
     assert (hp.steps, hp.batch_size, hp.learning_rate, hp.max_length) == (2000, 64, 1e-6, 2048)
     assert (hp.beta, hp.sft_weight, hp.precision) == (0.05, 1.0, "auto")
+
+
+@pytest.mark.parametrize("config", [REPO / "params.yaml", *sorted((REPO / "configs").glob(
+    "*.yaml"))], ids=lambda p: p.name)
+def test_every_params_file_expands_in_dvc_yaml(config: Path, tmp_path: Path) -> None:
+    # dvc.yaml reads rounds.start and rounds.steps: a params file without them would not parse.
+    from gvstore.cli_params import _stage_count
+
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(config, tmp_path / "params.yaml")
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=env)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env=env)
+    out = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.split()) == _stage_count(load(config))
