@@ -211,6 +211,11 @@ def load(path: Path | str = "params.yaml") -> Params:
         raise GvstoreError(f"{p} is not valid YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(raw, dict):
         raise GvstoreError(f"{p}: expected a mapping of sections at the top")
+    rounds = raw.get("rounds")
+    if not isinstance(rounds, dict) or "start" not in rounds or "steps" not in rounds:
+        raise GvstoreError(f"{p}: dvc.yaml needs rounds.start and rounds.steps; add "
+                           "`rounds: {start: [], steps: {}}` for a study without rounds "
+                           "(docs/rounds.md)")
     # Table entries first, one by one, so that an error names the entry (msgspec's own
     # path would say `$.models[...]`).
     for section, entry_type in (("models", ModelEntry), ("tasks", TaskEntry)):

@@ -267,3 +267,12 @@ def test_every_params_file_expands_in_dvc_yaml(config: Path, tmp_path: Path) -> 
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.split()) == _stage_count(load(config))
+
+
+def test_a_params_file_without_the_rounds_section_says_what_to_add(tmp_path: Path) -> None:
+    raw = _config()
+    del raw["rounds"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = runner.invoke(app, ["params", "validate", "--no-data", str(path)])
+    assert res.exit_code == 1 and "rounds: {start: [], steps: {}}" in res.stderr
