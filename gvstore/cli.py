@@ -43,9 +43,11 @@ class _Group(TyperGroup):
 
 
 def _one_line(label: str, message: str) -> None:
-    text = " ".join(message.split())  # one line, whatever the message held
-    typer.secho(f"{label}: ", err=True, fg="red", nl=False)
-    typer.echo(text, err=True)
+    # one line, whatever the message held: whitespace runs become one space, control
+    # characters (ESC, CR, ...) are shown escaped, markup is printed as text
+    from gvstore.output import error_line
+
+    error_line(label, message)
 
 
 def _debug(ctx: typer.Context) -> bool:

@@ -10,15 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, NoReturn
 
-import click
 import typer
+from rich.text import Text
 
 from gvstore.analysis.frames import Dataset, Filters
 from gvstore.analysis.gap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, gap_table
 from gvstore.analysis.specs import Leaf, Mean, Spec, SpecError, parse, parse_template
 from gvstore.cli_common import JsonOpt, get_store
 from gvstore.errors import GvstoreError
-from gvstore.output import emit, fmt, table
+from gvstore.output import emit, error_block, fmt, table
 from gvstore.replay import Projections
 from gvstore.store import Store
 
@@ -60,8 +60,7 @@ def _template(text: str) -> Leaf | Mean:
 
 def _spec_error(exc: SpecError) -> NoReturn:
     """Print the message with its caret line (the root's one-line rule would flatten it)."""
-    click.secho("error: ", err=True, fg="red", nl=False)
-    click.echo(str(exc), err=True)  # unwrapped, so the caret stays under the fault
+    error_block(exc)  # unwrapped, so the caret stays under the fault
     raise typer.Exit(1) from None
 
 
@@ -79,10 +78,12 @@ def _dataset(ctx: typer.Context, utility: str | None, filters: Filters,
     return store, Dataset(Projections(store), utility=utility, filters=filters, grader=grader)
 
 
-def _ci(x: float, lo: float, hi: float) -> str:
+def _ci(x: float, lo: float, hi: float) -> Text:
+    """A cell: the value, with its interval on a second line (a Text, so the table keeps the
+    line break; a str cell is one line)."""
     if lo != lo:  # NaN: no interval
-        return fmt(x)
-    return f"{fmt(x)}\n[{fmt(lo)}, {fmt(hi)}]"
+        return Text(fmt(x))
+    return Text(f"{fmt(x)}\n[{fmt(lo)}, {fmt(hi)}]")
 
 
 def _nothing(what: str) -> GvstoreError:

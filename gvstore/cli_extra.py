@@ -16,7 +16,7 @@ import typer
 
 from gvstore.cli_common import JsonOpt, get_store
 from gvstore.errors import GvstoreError
-from gvstore.output import emit, err_console, table
+from gvstore.output import emit, note, table
 
 TaskOpt = Annotated[
     list[str] | None, typer.Option("--task", help="Only this task (repeatable).")
@@ -70,7 +70,7 @@ def _wrote(data: dict[str, Any], plot: Path | None, as_json: bool) -> None:
         return
     data["plot"] = str(plot)
     if not as_json:
-        err_console.print(f"wrote {plot}", highlight=False)
+        note(f"wrote {plot}")
 
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-|\.\.|:)\s*(\d+)\s*$")
@@ -238,7 +238,7 @@ def corr_cmd(
         plots.heatmap(heatmap, matrix, labels, labels, title="Spearman rho", vmin=-1, vmax=1)
         data["heatmap"] = str(heatmap)
         if not as_json:
-            err_console.print(f"wrote {heatmap}", highlight=False)
+            note(f"wrote {heatmap}")
     _wrote(data, plot, as_json)
     rows = [[_label(p["a"]), _label(p["b"]), p["n"], p["dropped"], p["pearson"],
              p["spearman"]] for p in pairs]

@@ -10,7 +10,7 @@ import typer
 
 from gvstore.cli_common import JsonOpt, get_store
 from gvstore.errors import GvstoreError
-from gvstore.output import emit, err_console, table
+from gvstore.output import emit, err_console, note, table
 from gvstore.progress import progress
 
 if TYPE_CHECKING:
@@ -178,9 +178,9 @@ def run_generate(params: Params, model: str, task: str, quiet: bool = False) -> 
         folder=f"generate/{task}", quiet=quiet,
     )
     d = summary.as_dict()
-    err_console.print(
+    note(
         f"generate {model} {task}: {summary.generated} generated, {summary.present} already "
         f"present ({summary.prompts} prompts x n={params.sample.n}); "
         f"{d['samples_per_s'] or 0} samples/s, {d['tokens_per_s'] or 0} tok/s, "
-        f"{summary.seconds:.1f} s", highlight=False)
+        f"{summary.seconds:.1f} s")
     return summary

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from gvstore.cli_common import JsonOpt, get_store
 from gvstore.errors import GvstoreError
 from gvstore.grading import check_tasks, grade_store
-from gvstore.output import console, emit, err_console, print_json, table
+from gvstore.output import console, emit, err_console, note, print_json, safe_text, styled, table
 from gvstore.progress import progress
 from gvstore.tasks import data
 from gvstore.tasks.registry import get_task, list_tasks
@@ -53,11 +54,11 @@ def data_fetch_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Download a dataset from its official source, check its digests, place it atomically."""
-    def note(f: data.Fetched) -> None:
+    def fetched(f: data.Fetched) -> None:
         if not as_json:
-            err_console.print(f"{f.action}: {f.path}", highlight=False)
+            note(f"{f.action}: {f.path}")
 
-    got = data.fetch(name, dest, mirror=mirror, timeout=timeout, on_file=note)
+    got = data.fetch(name, dest, mirror=mirror, timeout=timeout, on_file=fetched)
     if as_json:
         print_json([{"file": f.rel, "path": f.path, "action": f.action, "url": f.url}
                     for f in got])
@@ -96,9 +97,9 @@ def tasks_show_cmd(
                     for r in recs])
         return
     for r in recs:
-        console.rule(f"{name} {r.split} {r.item_id} (kshot {r.kshot})")
-        console.print(r.text, markup=False, highlight=False)
-        console.print(f"[bold]reference:[/bold] {r.reference}", highlight=False)
+        console.rule(styled(f"{name} {r.split} {r.item_id} (kshot {r.kshot})", "rule.text"))
+        console.print(styled(r.text, multiline=True))
+        console.print(Text.assemble(("reference: ", "bold"), safe_text(r.reference)))
 
 
 def grade_cmd(
@@ -136,5 +137,4 @@ def grade_cmd(
          "strict (new)", "flexible (new)"], rows,
     ))
     for name, count in sorted(summary.unknown_tasks.items()):
-        err_console.print(f"note: {count} generations of task {name!r}, which has no grader",
-                          highlight=False)
+        note(f"note: {count} generations of task {name!r}, which has no grader")

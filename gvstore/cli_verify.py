@@ -11,7 +11,7 @@ import typer
 
 from gvstore.cli_common import JsonOpt, get_store
 from gvstore.errors import GvstoreError
-from gvstore.output import emit, err_console, table
+from gvstore.output import emit, note, table
 from gvstore.progress import progress
 from gvstore.records import Sampling
 
@@ -87,10 +87,10 @@ def verify_cmd(
     )
     data = summary.as_dict() | {"task": task, "folder": out_folder}
     if summary.foreign and not as_json:
-        err_console.print(
+        note(
             f"warning: the store already holds {summary.foreign} round-0 matches of "
             f"{spec.name} on these prompts from another bracket size, seed, sampling or "
-            "template; the analysis will read both tournaments together", highlight=False)
+            "template; the analysis will read both tournaments together")
     if summary.verified == 0:
         unit = "matches" if method == "tournament" else "verifications"
         emit(data, as_json, f"nothing to do: all {summary.requested} {unit} are in the store")
@@ -198,9 +198,9 @@ def run_verify(params: Params, verifier: str, method: str, task: str,
         models_dir=Path(params.base.models_dir), folder=f"verify/{method}-{task}", quiet=quiet,
     )
     d = summary.as_dict()
-    err_console.print(
+    note(
         f"verify {method} {verifier} {task}: {summary.verified} made, {summary.present} already "
         f"present ({summary.generations} generations); parse failure rate "
         f"{d['parse_failure_rate']}, {d['seconds_per_call']} s per call, "
-        f"{summary.seconds:.1f} s", highlight=False)
+        f"{summary.seconds:.1f} s")
     return summary

@@ -1,23 +1,112 @@
-"""One place that prints results: a rich table for people, JSON for machines."""
+"""One place that prints results: a rich table for people, JSON for machines.
+
+Everything printed comes from here, and everything that comes from data (model, task and
+verifier names, keys, ids, references, model output, error text) is printed as text:
+
+* the consoles never read rich markup (``[bold]``, ``[link=...]``) or emoji codes in what they
+  print: a name ``[/]`` prints as ``[/]``; styling is done with :class:`rich.text.Text` styles;
+* :func:`safe_text` shows control characters escaped (``ESC`` as ``\\x1b``, ``CR`` as ``\\r``,
+  C1 controls, line and paragraph separators and bidirectional overrides as ``\\u....``), so no
+  escape sequence from data (an OSC window title, a clear screen, an OSC 8 hyperlink) reaches a
+  terminal or a pipe. Every string a console renders, every table cell and title, progress bar
+  descriptions, spinner texts and the one-line error go through it;
+* JSON (``--json``) is ASCII with every control character escaped by ``json.dumps``.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.status import Status
+from rich.style import Style
 from rich.table import Table
+from rich.text import Text
+
+
+def _escape(code: int) -> str:
+    special = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+    if code in special:
+        return special[code]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+# C0 controls, DEL, C1 controls, line/paragraph separators and the bidirectional embeddings,
+# overrides and isolates (which reorder what a terminal shows).
+_UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F),
+           *range(0x2066, 0x206A)]
+_ONE_LINE = {c: _escape(c) for c in _UNSAFE}
+_MULTI_LINE = {c: e for c, e in _ONE_LINE.items() if c not in (0x09, 0x0A)}
+
+
+def safe_text(value: Any, *, multiline: bool = False) -> str:
+    """``value`` as a string safe to print: every control character shown escaped.
+
+    ``ESC`` becomes ``\\x1b``, ``BEL`` ``\\x07``, ``CR`` ``\\r``, a newline ``\\n`` (kept as a line
+    break with ``multiline``, as is a tab). Markup needs no escaping here: the consoles of this
+    module never interpret it.
+    """
+    return str(value).translate(_MULTI_LINE if multiline else _ONE_LINE)
+
+
+def one_line(message: Any) -> str:
+    """``message`` on one line: runs of spaces, tabs and newlines become one space, every other
+    control character is shown escaped."""
+    return safe_text(" ".join(re.split(r"[ \t\n]+", str(message).strip(" \t\n"))))
+
+
+def styled(text: Any, style: str | Style = "", *, multiline: bool = False) -> Text:
+    """A :class:`rich.text.Text` of ``text`` (made safe) in ``style``: how to style output."""
+    return Text(safe_text(text, multiline=multiline), style=style)
+
+
+class _SafeConsole(Console):
+    """A console that prints every string as text: no markup or emoji codes read, control
+    characters escaped (newlines and tabs kept)."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        kwargs["markup"] = False
+        kwargs["emoji"] = False
+        return super().render_str(safe_text(text, multiline=True), **kwargs)
+
+    def status(self, status: RenderableType, **kwargs: Any) -> Status:
+        if isinstance(status, str):  # rich would read markup in it
+            status = styled(status, multiline=True)
+        return super().status(status, **kwargs)
+
 
 # Off a terminal (pipes, files, CI logs) rich would wrap at 80 columns; tables read better
 # wider: $COLUMNS if set, else 140.
 _cols = os.environ.get("COLUMNS", "")
-console = Console(width=None if sys.stdout.isatty() else
-                  (int(_cols) if _cols.isdigit() and int(_cols) >= 40 else 140))
-err_console = Console(stderr=True)
+console: Console = _SafeConsole(
+    width=None if sys.stdout.isatty() else (int(_cols) if _cols.isdigit() and int(_cols) >= 40
+                                            else 140),
+    markup=False, emoji=False, highlight=False)
+err_console: Console = _SafeConsole(stderr=True, markup=False, emoji=False, highlight=False)
+
+
+def note(message: Any, *, err: bool = True, style: str | Style = "") -> None:
+    """Print one line of text (stderr by default), made safe, never wrapped."""
+    (err_console if err else console).print(styled(message, style, multiline=True),
+                                            soft_wrap=True)
+
+
+def error_line(label: str, message: Any) -> None:
+    """``label: message`` on one line of stderr (the label red on a terminal)."""
+    err_console.print(Text.assemble((safe_text(label) + ": ", "red"), one_line(message)),
+                      soft_wrap=True)
+
+
+def error_block(message: Any) -> None:
+    """``error: message`` on stderr keeping the message's lines (a caret under a fault)."""
+    err_console.print(Text.assemble(("error: ", "red"), safe_text(message, multiline=True)),
+                      soft_wrap=True)
 
 
 def _clean(value: Any) -> Any:
@@ -32,18 +121,22 @@ def _clean(value: Any) -> Any:
 
 def print_json(data: Any) -> None:
     """Print ``data`` as JSON on stdout (NaN and infinities become null)."""
-    sys.stdout.write(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+    # ensure_ascii: every control character and every non-ASCII character is \\u-escaped
+    sys.stdout.write(json.dumps(_clean(data), indent=2, sort_keys=False, ensure_ascii=True)
+                     + "\n")
     sys.stdout.flush()
 
 
 def fmt(value: Any, digits: int = 4) -> str:
+    """A table cell: ``-`` for None and non-finite numbers, a number to ``digits``, any other
+    value as one line of safe text."""
     if value is None:
         return "-"
     if isinstance(value, float):
         if not math.isfinite(value):
             return "-"
         return f"{value:.{digits}g}" if abs(value) >= 1e4 else f"{value:.{digits}f}"
-    return str(value)
+    return safe_text(value)
 
 
 def table(
@@ -52,7 +145,10 @@ def table(
     rows: Sequence[Sequence[Any]],
     lift: Sequence[str] = (),
 ) -> Table:
-    """A rich table of already-ordered rows.
+    """A rich table of already-ordered rows; every title, header and cell printed as text.
+
+    A cell is :func:`fmt` of its value (one line), or a :class:`rich.text.Text` the caller built
+    from safe text (e.g. a value with its interval on a second line).
 
     Columns named in ``lift`` whose value is the same in every row move into the title
     (``task=arith generator=...``), which keeps wide result tables readable.
@@ -66,11 +162,13 @@ def table(
                 keep.remove(i)
     if lifted:
         title = f"{title or ''}\n{'  '.join(lifted)}".strip()
-    t = Table(title=title, title_justify="left")
+    # Text, not str, everywhere: safe and never read as markup, whichever console prints it
+    t = Table(title=None if title is None else styled(title, "table.title", multiline=True),
+              title_justify="left")
     for i in keep:
-        t.add_column(columns[i])
+        t.add_column(styled(columns[i]))
     for row in rows:
-        t.add_row(*(fmt(row[i]) for i in keep))
+        t.add_row(*(row[i] if isinstance(row[i], Text) else Text(fmt(row[i])) for i in keep))
     return t
 
 

@@ -8,22 +8,33 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
-from gvstore.output import err_console
+from gvstore.output import err_console, safe_text
+
+
+class _SafeTextColumn(TextColumn):
+    """A text column that prints its text as text: descriptions hold model and task names, so
+    no markup is read and control characters are shown escaped."""
+
+    def render(self, task: Task) -> Text:
+        return Text(safe_text(self.text_format.format(task=task)), style=self.style,
+                    justify=self.justify)
 
 
 def progress(quiet: bool = False) -> Progress:
     """A rich progress bar on stderr; disabled by ``quiet`` or ``GVSTORE_NO_PROGRESS=1``."""
     disable = quiet or os.environ.get("GVSTORE_NO_PROGRESS") == "1"
     return Progress(
-        TextColumn("{task.description}"),
+        _SafeTextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
+        _SafeTextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
