@@ -9,11 +9,12 @@ from typing import Annotated
 import msgspec
 import typer
 from rich.syntax import Syntax
+from rich.text import Text
 
 from gvstore import synth
 from gvstore.cli_common import JsonOpt, get_store
 from gvstore.errors import GvstoreError
-from gvstore.output import console, emit, err_console, print_json, table
+from gvstore.output import console, emit, err_console, print_json, safe_text, table
 from gvstore.progress import progress
 from gvstore.records import encoder, kind_of
 from gvstore.store import Store, stats
@@ -100,8 +101,8 @@ def show_cmd(
         print_json(msgspec.to_builtins(rec))
         return
     text = msgspec.json.format(encoder.encode(rec), indent=2).decode()
-    console.print(f"[bold]{kind_of(rec)}[/bold] {rec.id}")
-    console.print(Syntax(text, "json", word_wrap=True))
+    console.print(Text.assemble((kind_of(rec), "bold"), " ", safe_text(rec.id)))
+    console.print(Syntax(safe_text(text, multiline=True), "json", word_wrap=True))
 
 
 def _methods(value: str) -> tuple[str, ...]:
