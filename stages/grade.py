@@ -1,4 +1,7 @@
-"""DVC stage: grade every generation in the store that has no grade for its task's grader."""
+"""DVC stage: grade every generation in the store that has no grade for its task's grader.
+
+The store is ``base.store`` of ``--params`` (the folder dvc.yaml declares the outs in), or
+``--store`` when given by hand."""
 
 from __future__ import annotations
 
@@ -6,30 +9,33 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import load_params, run, stage_store  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+                        help="params.yaml to take the store from (base.store)")
     parser.add_argument("--store", type=Path, default=None,
-                        help="store root (default: $GVSTORE_STORE or data/store)")
+                        help="store root (default: base.store of --params)")
     parser.add_argument("--task", action="append", default=None,
                         help="task to grade (repeatable; default: every task found)")
     args = parser.parse_args(argv)
 
-    from gvstore.errors import GvstoreError
-    from gvstore.grading import grade_store
-    from gvstore.store import Store
+    def body() -> int:
+        from gvstore.grading import grade_store
 
-    try:
-        summary = grade_store(Store(args.store), args.task)
-    except GvstoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for s in summary.tasks.values():
-        print(f"{s.task} (grader {s.grader_version}): {s.generations} generations, "
-              f"{s.already_graded} already graded, {s.graded} graded now, "
-              f"{s.no_prompt} without prompt", file=sys.stderr)
-    print(f"wrote {summary.written} grade records", file=sys.stderr)
-    return 0
+        params = None if args.store is not None else load_params(args.params)
+        summary = grade_store(stage_store(params, args.store), args.task)
+        for s in summary.tasks.values():
+            print(f"{s.task} (grader {s.grader_version}): {s.generations} generations, "
+                  f"{s.already_graded} already graded, {s.graded} graded now, "
+                  f"{s.no_prompt} without prompt", file=sys.stderr)
+        print(f"wrote {summary.written} grade records", file=sys.stderr)
+        return 0
+
+    return run(body)
 
 
 if __name__ == "__main__":

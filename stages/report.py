@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import load_params, run  # noqa: E402
+from common import load_params, run, stage_store  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,11 +17,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from gvstore.report import build, render
-        from gvstore.store import Store
 
         params = load_params(args.params)
         out = Path(params.base.reports)
-        metrics = build(Store(params.base.store), params, out)
+        metrics = build(stage_store(params), params, out)
         render(metrics)
         print(f"report: {out / 'metrics.json'} and plots in {out}", file=sys.stderr)
         return 0

@@ -10,16 +10,20 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import load_params, run, stage_store  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--store", type=Path, default=None,
-                        help="store root (default: $GVSTORE_STORE or data/store)")
+                        help="store root (default: base.store of --params)")
     parser.add_argument("--spec", action="append", default=None,
                         help="filter spec, e.g. mc:quantile=0.8 (repeatable; default: the "
                         "weights.specs of --params)")
-    parser.add_argument("--params", type=Path, default=None,
-                        help="params.yaml to take the store and specs from")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+                        help="params.yaml to take the store (base.store) and specs from; read "
+                        "only for what --store and --spec do not give")
     parser.add_argument("--task", action="append", default=[], help="only this task")
     parser.add_argument("--generator", action="append", default=[],
                         help="only this generator model")
@@ -30,33 +34,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", default="weights", help="store folder to write into")
     args = parser.parse_args(argv)
 
-    from gvstore.analysis.frames import Filters
-    from gvstore.analysis.specs import parse
-    from gvstore.analysis.weights import materialise
-    from gvstore.errors import GvstoreError
-    from gvstore.store import Store
+    def body() -> int:
+        from gvstore.analysis.frames import Filters
+        from gvstore.analysis.specs import parse
+        from gvstore.analysis.weights import materialise
+        from gvstore.errors import GvstoreError
 
-    try:
-        store_root = args.store
         spec_texts = args.spec or []
-        if args.params is not None:
-            from gvstore.params import load
-
-            params = load(args.params)
-            store_root = store_root or Path(params.base.store)
+        params = None
+        if args.store is None or not spec_texts:
+            params = load_params(args.params)
             spec_texts = spec_texts or params.weights.specs
         if not spec_texts:
             raise GvstoreError("no filter spec: give --spec or --params with weights.specs")
         specs = [parse(s) for s in spec_texts]
         filters = Filters(tuple(args.task), tuple(args.generator), tuple(args.verifier),
                           tuple(args.round))
-        rep = materialise(Store(store_root), specs, filters=filters, folder=args.folder)
-    except GvstoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"weights: {rep.computed} computed, {rep.written} written, "
-          f"{rep.present} already present", file=sys.stderr)
-    return 0
+        rep = materialise(stage_store(params, args.store), specs, filters=filters,
+                          folder=args.folder)
+        print(f"weights: {rep.computed} computed, {rep.written} written, "
+              f"{rep.present} already present", file=sys.stderr)
+        return 0
+
+    return run(body)
 
 
 if __name__ == "__main__":

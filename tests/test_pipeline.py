@@ -9,14 +9,18 @@ records, and a clean `store verify`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 import yaml
@@ -42,12 +46,83 @@ def _merge(base: dict, over: dict) -> dict:  # type: ignore[type-arg]
     return base
 
 
-def _env() -> dict[str, str]:
+# Hang bounds, not speed bounds: a run is killed only once it has printed nothing and written
+# no file of its project for QUIET_S seconds (a machine shared with other work makes a healthy
+# run slow, not silent), or after MAX_S in all. GVSTORE_TEST_QUIET_S / GVSTORE_TEST_MAX_S
+# override them.
+QUIET_S = float(os.environ.get("GVSTORE_TEST_QUIET_S", 900))
+MAX_S = float(os.environ.get("GVSTORE_TEST_MAX_S", 4 * 3600))
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
     env["GVSTORE_NO_PROGRESS"] = "1"
     env.pop("GVSTORE_STORE", None)
+    env.update(extra or {})
     return env
+
+
+def _latest_write(root: Path) -> float:
+    """The newest modification time of any file or folder under ``root`` (0 if none)."""
+    latest = 0.0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            with contextlib.suppress(OSError):  # gone between the listing and the stat
+                latest = max(latest, os.stat(os.path.join(dirpath, name)).st_mtime)
+    return latest
+
+
+def run_watched(cmd: list[str], root: Path, *, env: dict[str, str] | None = None,
+                quiet_s: float = QUIET_S, max_s: float = MAX_S,
+                stop: Callable[[], bool] | None = None,
+                ) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` in ``root`` to its end, capturing its output; fail the test if it hangs:
+    no output and no write under ``root`` for ``quiet_s`` seconds, or ``max_s`` in all.
+    ``stop()``, polled, kills its process group early (returncode -9) when it turns true."""
+    proc = subprocess.Popen(cmd, cwd=root, env=_env(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    chunks: dict[str, list[str]] = {"out": [], "err": []}
+    last = [time.monotonic()]
+
+    def pump(stream: IO[str], into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
+            last[0] = time.monotonic()
+
+    pumps = [threading.Thread(target=pump, args=(proc.stdout, chunks["out"]), daemon=True),
+             threading.Thread(target=pump, args=(proc.stderr, chunks["err"]), daemon=True)]
+    for t in pumps:
+        t.start()
+    start, wall_written = time.monotonic(), time.time()
+    why = ""
+    try:
+        while proc.poll() is None:
+            time.sleep(0.2)
+            if stop is not None and stop():
+                break
+            now = time.monotonic()
+            if now - last[0] > quiet_s:
+                written = _latest_write(root)
+                if written > wall_written:  # a file was written since: progress
+                    wall_written = written
+                    last[0] = now
+                else:
+                    why = f"no output and no file written for {quiet_s:.0f} s"
+                    break
+            if now - start > max_s:
+                why = f"still running after {max_s:.0f} s"
+                break
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for t in pumps:
+            t.join(timeout=10)
+    out, err = "".join(chunks["out"]), "".join(chunks["err"])
+    if why:
+        pytest.fail(f"{' '.join(cmd)} hung ({why}):\n{out}{err}"[-4000:])
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def make_project(root: Path, prepared_models: Path,
@@ -72,30 +147,22 @@ def make_project(root: Path, prepared_models: Path,
     return root
 
 
-def repro(root: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["dvc", "repro"], cwd=root, env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
+def repro(root: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`dvc repro` in ``root`` to its end (``env``: variables over the test environment)."""
+    return run_watched(["dvc", "repro"], root, env=env)
 
 
-def repro_killed_when(root: Path, folder: str, timeout: float = 600) -> None:
+def repro_killed_when(root: Path, folder: str) -> None:
     """Start `dvc repro`, SIGKILL its whole process group once ``folder`` holds a segment."""
-    proc = subprocess.Popen(["dvc", "repro"], cwd=root, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + timeout
     target = root / "data" / "store" / folder
-    try:
-        while time.monotonic() < deadline:
-            if target.is_dir() and any(p.suffix == ".zst" for p in target.iterdir()):
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"dvc repro ended ({proc.returncode}) before {folder} appeared")
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"{folder} never appeared")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+
+    def has_segment() -> bool:
+        return target.is_dir() and any(p.suffix == ".zst" for p in target.iterdir())
+
+    res = run_watched(["dvc", "repro"], root, stop=has_segment)
+    if res.returncode != -signal.SIGKILL:
+        pytest.fail(f"dvc repro ended ({res.returncode}) before {folder} appeared:\n"
+                    f"{res.stdout}{res.stderr}"[-4000:])
     # DVC's lock of the killed run is stale; DVC detects that on the next run.
 
 
