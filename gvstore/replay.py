@@ -9,7 +9,11 @@ the records of one store is detected on build and is an error (the odds of one a
 Frames are cached as Parquet under ``<root>/.cache/proj/``, keyed by the digest of the set of
 segment names (segments are immutable, so the set identifies the content). A new or removed
 segment changes the key and the frames are rebuilt from the segments; the cache can always be
-deleted.
+deleted. Each cached set has a manifest of its files' SHA-256; a file that does not match is
+never used (the frames are rebuilt). A store that cannot be written (read-only, disk full)
+keeps its cache under ``$XDG_CACHE_HOME/gvstore`` instead, or in memory (``gvstore.projcache``).
+Before anything is loaded, the folders' journals are checked: a journalled segment that is
+missing is an error (``MissingSegment``) unless ``skip_damaged``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
+from gvstore import projcache
 from gvstore.errors import DamagedSegment, GvstoreError
 from gvstore.store import Store
 
@@ -125,7 +130,7 @@ def _build(
     store: Store, skip_damaged: bool, on_skip: Callable[[DamagedSegment], None] | None
 ) -> dict[str, pl.DataFrame]:
     parts: list[pl.DataFrame] = []
-    for path, data in store._checked(skip_damaged, on_skip):
+    for path, data in store._checked(skip_damaged, on_skip, journals=False):
         try:
             parts.append(pl.read_ndjson(io.BytesIO(data), schema=_LINE_SCHEMA))
         except (pl.exceptions.PolarsError, ValueError) as exc:
@@ -149,22 +154,28 @@ def _build(
 
 
 class Projections:
-    """The analysis frames of one store, cached as Parquet and rebuilt when segments change."""
+    """The analysis frames of one store, cached as Parquet and rebuilt when segments change.
+
+    ``skip_damaged`` and ``on_skip`` default to the store's own (``Store(skip_damaged=...)``).
+    After ``load``, ``cache_dir`` is where the frames were read from or written to (None:
+    kept in memory only, because no cache folder could be written).
+    """
 
     def __init__(
         self,
         store: Store,
         *,
-        skip_damaged: bool = False,
+        skip_damaged: bool | None = None,
         on_skip: Callable[[DamagedSegment], None] | None = None,
         cache: bool = True,
     ) -> None:
         self.store = store
-        self.skip_damaged = skip_damaged
-        self.on_skip = on_skip
+        self.skip_damaged = store.skip_damaged if skip_damaged is None else skip_damaged
+        self.on_skip = on_skip if on_skip is not None else store.on_skip
         self.cache = cache
         self._frames: dict[str, pl.DataFrame] | None = None
         self.rebuilt = False
+        self.cache_dir: Path | None = None
 
     def cache_key(self) -> str:
         h = hashlib.sha256(f"projection v{PROJECTION_VERSION}\n".encode())
@@ -173,17 +184,54 @@ class Projections:
         return h.hexdigest()[:32]
 
     def _cache_dir(self) -> Path:
-        return self.store.cache_dir / "proj"
+        return projcache.store_cache_dir(self.store.root)
+
+    def _read_cached(self, folder: Path, key: str) -> dict[str, pl.DataFrame] | None:
+        """The frames of a cached set whose every file matches its manifest, else None."""
+        files = projcache.read_manifest(projcache.manifest_path(folder, key))
+        if files is None:
+            return None
+        frames: dict[str, pl.DataFrame] = {}
+        for name in FRAMES:
+            fname = f"{key}-{name}.parquet"
+            try:
+                raw = (folder / fname).read_bytes()
+            except OSError:
+                return None
+            if files.get(fname) != projcache.file_digest(raw):
+                return None  # tampered or torn: rebuild (``store verify`` reports it)
+            try:
+                frames[name] = pl.read_parquet(io.BytesIO(raw))
+            except (pl.exceptions.PolarsError, OSError, ValueError):
+                return None
+        return frames
+
+    def _write_cache(self, folder: Path, key: str, frames: dict[str, pl.DataFrame]) -> None:
+        """Write one cached set (files, then the manifest); raises OSError on failure."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():
+            pid = projcache.part_pid(old.name)
+            stale = pid is not None and not projcache.pid_alive(pid)
+            if stale or (old.is_file() and pid is None and not old.name.startswith(key)):
+                old.unlink(missing_ok=True)
+        digests: dict[str, str] = {}
+        for name in FRAMES:
+            buf = io.BytesIO()
+            frames[name].write_parquet(buf, compression="lz4", statistics=False)
+            raw = buf.getvalue()
+            p = folder / f"{key}-{name}.parquet"
+            tmp = p.with_name(f".{p.name}.{os.getpid()}.part")
+            try:
+                tmp.write_bytes(raw)
+                os.replace(tmp, p)
+            finally:
+                tmp.unlink(missing_ok=True)
+            digests[p.name] = projcache.file_digest(raw)
+        projcache.write_manifest(folder, key, digests)
 
     def load(self) -> dict[str, pl.DataFrame]:
-        """All frames: from the Parquet cache if it matches the segments, else rebuilt."""
+        """All frames: from a Parquet cache if it matches the segments, else rebuilt."""
         if self._frames is not None:
-            return self._frames
-        key = self.cache_key()
-        folder = self._cache_dir()
-        paths = {name: folder / f"{key}-{name}.parquet" for name in FRAMES}
-        if self.cache and all(p.exists() for p in paths.values()):
-            self._frames = {name: pl.read_parquet(p) for name, p in paths.items()}
             return self._frames
         skipped: list[DamagedSegment] = []
 
@@ -192,18 +240,26 @@ class Projections:
             if self.on_skip is not None:
                 self.on_skip(exc)
 
+        self.store.check_journals(self.skip_damaged, note)  # a deleted segment: an error
+        key = self.cache_key()
+        dirs = projcache.cache_dirs(self.store.root)
+        if self.cache and not skipped:
+            for folder in dirs:
+                cached = self._read_cached(folder, key)
+                if cached is not None:
+                    self._frames, self.cache_dir = cached, folder
+                    return cached
         frames = _build(self.store, self.skip_damaged, note)
         self.rebuilt = True
         # A build that skipped damaged segments is not what the key names: never cache it.
         if self.cache and not skipped and self.store.root.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            for old in folder.glob("*.parquet"):
-                if not old.name.startswith(key):
-                    old.unlink(missing_ok=True)
-            for name, p in paths.items():
-                tmp = p.with_name(f".{p.name}.{os.getpid()}.part")
-                frames[name].write_parquet(tmp, compression="lz4", statistics=False)
-                os.replace(tmp, p)
+            for folder in dirs:
+                try:
+                    self._write_cache(folder, key, frames)
+                except OSError:
+                    continue  # read-only or full: try the next place, else keep in memory
+                self.cache_dir = folder
+                break
         self._frames = frames
         return frames
 

@@ -5,10 +5,19 @@ its own folder (its DVC output). A segment is written to a hidden temporary name
 renamed, so a crash never leaves a partial segment under a real name; a segment's name is the
 digest of its bytes, so every read can check it cheaply. Hidden folders (``.cache``) and
 temporary files are not segments.
+
+Each folder also holds ``.journal`` (the names of the segments committed there, see
+``gvstore.journal``), so a deleted segment is noticed, and, while a writer is open, ``.lock``
+(one writer per folder, see ``gvstore.lock``). A writer that opens a folder removes the
+temporary files of dead writers and adopts segments a crash left out of the journal. Failed
+writes (disk full, read-only store) are ``GvstoreError``s naming the path and what to do.
+See docs/store.md for what is checked when.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import time
@@ -22,8 +31,14 @@ from types import TracebackType
 import msgspec
 import zstandard
 
+from gvstore import journal, lock
+from gvstore import projcache as _projcache
 from gvstore.errors import DamagedSegment, GvstoreError
+from gvstore.journal import DamagedJournal, MissingSegment
+from gvstore.lock import StoreLocked
 from gvstore.records import Record, check, decoder, encoder, kind_of, seal
+
+__all__ = ["DamagedJournal", "MissingSegment", "StoreLocked"]
 
 SEGMENT_SUFFIX = ".jsonl.zst"
 TMP_SUFFIX = ".part"
@@ -60,6 +75,56 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_WHAT_TO_DO = {
+    errno.ENOSPC: "the disk is full: free space (or point --store / GVSTORE_STORE at another "
+                  "disk) and rerun; what was already written is kept and the run resumes",
+    errno.EDQUOT: "the disk quota is exceeded: free space and rerun; what was already written "
+                  "is kept and the run resumes",
+    errno.EFBIG: "the file size limit (ulimit -f) was reached: raise it and rerun",
+    errno.EROFS: "the store is on a read-only file system: write to a writable copy "
+                 "(--store / GVSTORE_STORE) or remount it read-write",
+    errno.EACCES: "permission denied: make the store writable by this user or use another "
+                  "--store",
+    errno.EPERM: "permission denied: make the store writable by this user or use another "
+                 "--store",
+}
+
+
+def io_error(exc: OSError, path: Path, doing: str) -> GvstoreError:
+    """A ``GvstoreError`` for a failed store write: what failed, where, and what to do."""
+    hint = _WHAT_TO_DO.get(exc.errno or 0, "check the disk and the permissions, then rerun")
+    return GvstoreError(f"cannot {doing} {path}: {exc.strerror or exc}; {hint}")
+
+
+def _recover(folder: Path) -> None:
+    """Tidy a folder whose lock was just taken: no other writer is active in it now.
+
+    Removes temporary files of earlier (dead) writers, cuts a torn last journal line, and
+    adopts segments the journal does not list (a writer killed between renaming a segment and
+    journalling it) so that the journal again names every segment present.
+    """
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    me = os.getpid()
+    for n in names:
+        if n.endswith(TMP_SUFFIX) and _projcache.part_pid(n) != me:
+            (folder / n).unlink(missing_ok=True)
+    present = [n for n in names if n.endswith(SEGMENT_SUFFIX) and not n.startswith(".")]
+    j = journal.read_journal(folder)
+    if j is None:
+        if present:  # a folder from before journals: adopt what is there
+            journal.rewrite(folder, sorted(present))
+        return
+    if j.torn:
+        journal.truncate_torn(j)
+    listed = set(j.names)
+    for n in sorted(present):
+        if n not in listed:
+            journal.append(folder, n)
+
+
 class Writer:
     """Buffers records and writes them as segments into one store folder.
 
@@ -86,6 +151,41 @@ class Writer:
         self._last_flush = time.monotonic()
         self.written: list[Path] = []
         self.count = 0
+        self._locked = False
+        self._made_folder = False
+        self._open_error: GvstoreError | None = None
+        self._open()
+
+    def _open(self) -> None:
+        """Create the folder and take its lock. Another live writer is an error at once; a
+        folder that cannot be written (read-only store) is an error only if there is
+        something to write, so a run with nothing to do still works on a read-only store."""
+        try:
+            if not self.folder.is_dir():
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._made_folder = True
+            fresh = lock.acquire(self.folder)
+        except StoreLocked:
+            raise
+        except OSError as exc:
+            self._open_error = io_error(exc, self.folder, "open the store folder")
+            return
+        self._locked = True
+        self._open_error = None
+        if fresh:
+            try:
+                _recover(self.folder)
+            except OSError as exc:
+                self._release()
+                raise io_error(exc, self.folder, "tidy the store folder") from exc
+
+    def _release(self) -> None:
+        if self._locked:
+            self._locked = False
+            lock.release(self.folder)
+            if self._made_folder:
+                with contextlib.suppress(OSError):
+                    self.folder.rmdir()  # only if nothing was written into it
 
     def add(self, rec: Record) -> Record:
         """Append one record (sealed here if its key or id is empty); returns it sealed."""
@@ -122,14 +222,23 @@ class Writer:
         self._last_flush = time.monotonic()
         if not self._lines:
             return None
+        if not self._locked:
+            self._open()
+            if self._open_error is not None:
+                raise self._open_error
         data = self._compressor.compress(b"\n".join(self._lines) + b"\n")
+        path = write_segment(self.folder, data)  # raises GvstoreError; the lines stay buffered
         self._lines = []
-        path = write_segment(self.folder, data)
         self.written.append(path)
         return path
 
     def close(self) -> None:
-        self.flush()
+        """Flush and give the folder's lock back (also if the flush fails)."""
+        try:
+            self.flush()
+        finally:
+            self._lines = []
+            self._release()
 
     def __enter__(self) -> Writer:
         return self
@@ -144,17 +253,41 @@ class Writer:
 
 
 def write_segment(folder: Path, data: bytes) -> Path:
-    """Atomically place compressed segment bytes under their digest name in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Atomically place compressed segment bytes under their digest name in ``folder`` and
+    journal it, holding the folder's lock (shared with this process's open ``Writer``).
+
+    A failed write (disk full, read-only, permissions) removes its temporary file and raises
+    a ``GvstoreError`` naming the path; a segment is journalled only once it is in place."""
     name = hashlib.sha256(data).hexdigest() + SEGMENT_SUFFIX
     final = folder / name
     tmp = folder / f".{name}.{os.getpid()}{TMP_SUFFIX}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fresh = lock.acquire(folder)
+    except OSError as exc:
+        raise io_error(exc, folder, "open the store folder") from exc
+    try:
+        if fresh:
+            _recover(folder)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(folder)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise io_error(exc, final, "write segment") from exc
+        try:
+            journal.append(folder, name)
+        except OSError as exc:
+            # The segment is whole and in place; the next writer adopts it into the journal.
+            raise io_error(exc, journal.journal_path(folder), "append to journal") from exc
+    except OSError as exc:
+        raise io_error(exc, folder, "tidy the store folder") from exc
+    finally:
+        lock.release(folder)
     return final
 
 
@@ -189,18 +322,68 @@ def decode_segment(path: Path) -> list[Record]:
 
 @dataclass
 class VerifyReport:
-    """What ``Store.verify`` found. ``ok`` is False if anything is damaged."""
+    """What ``Store.verify`` found. ``ok`` is False if anything is damaged.
+
+    Damage: ``damaged_segments`` (bytes do not match the name, not zstd, unreadable),
+    ``missing_segments`` (journalled, not on disk), ``bad_records``, ``damaged_journals`` and
+    ``damaged_cache``. Notes (not damage): ``leftover_tmp`` (temporary files of killed
+    writers), ``unjournalled`` (segments a journal does not list yet), ``no_journal`` (folders
+    from before journals), ``torn_journals``, ``unlisted_cache``. ``fixed``: what ``fix=True``
+    did.
+    """
 
     segments: int = 0
     records: int = 0
     duplicates: int = 0
     damaged_segments: list[tuple[str, str]] = field(default_factory=list)
+    missing_segments: list[tuple[str, str]] = field(default_factory=list)
     bad_records: list[tuple[str, int, str]] = field(default_factory=list)
+    damaged_journals: list[tuple[str, str]] = field(default_factory=list)
+    damaged_cache: list[tuple[str, str]] = field(default_factory=list)
+    cache_files: int = 0
     leftover_tmp: list[str] = field(default_factory=list)
+    unjournalled: list[str] = field(default_factory=list)
+    no_journal: list[str] = field(default_factory=list)
+    torn_journals: list[str] = field(default_factory=list)
+    unlisted_cache: list[str] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.damaged_segments and not self.bad_records
+        return not (self.damaged_segments or self.missing_segments or self.bad_records
+                    or self.damaged_journals or self.damaged_cache)
+
+
+@dataclass
+class FolderJournal:
+    """One folder's segments against its journal (``journal`` None: the folder has none)."""
+
+    folder: Path
+    present: set[str]
+    journal: journal.Journal | None
+
+    @property
+    def missing(self) -> list[str]:
+        if self.journal is None:
+            return []
+        return [n for n in self.journal.names if n not in self.present]
+
+    @property
+    def unjournalled(self) -> list[str]:
+        if self.journal is None:
+            return []
+        listed = set(self.journal.names)
+        return sorted(n for n in self.present if n not in listed)
+
+    def damage(self) -> list[DamagedSegment]:
+        """A missing segment or a bad journal line, as the error reading would raise."""
+        out: list[DamagedSegment] = []
+        if self.journal is None:
+            return out
+        for _, reason in self.journal.bad_lines:
+            out.append(DamagedJournal(self.journal.path, reason))
+        out.extend(MissingSegment(self.folder / n, self.journal.path) for n in self.missing)
+        return out
 
 
 SkipCallback = Callable[[DamagedSegment], None]
@@ -209,8 +392,18 @@ SkipCallback = Callable[[DamagedSegment], None]
 class Store:
     """A store root holding segment folders. Reading never changes anything."""
 
-    def __init__(self, root: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | str | None = None,
+        *,
+        skip_damaged: bool = False,
+        on_skip: SkipCallback | None = None,
+    ) -> None:
+        """``skip_damaged`` / ``on_skip``: the default for every read of this store (and of
+        ``Projections`` over it): skip damaged or missing segments, telling ``on_skip``."""
         self.root = Path(root) if root is not None else default_root()
+        self.skip_damaged = skip_damaged
+        self.on_skip = on_skip
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -222,24 +415,53 @@ class Store:
     def writer(self, folder: str = "misc", **kwargs: float | int) -> Writer:
         """A writer into ``<root>/<folder>`` (``folder`` may nest: ``verify/mc-arith``; see
         ``Writer`` for the flush options)."""
-        parts = folder.split("/")
-        if not folder or "\\" in folder or any(not p or p.startswith(".") for p in parts):
-            raise GvstoreError(f"bad store folder name {folder!r} (relative, like verify/mc)")
+        from gvstore.names import check_folder  # the safe-name rule, each part (names.py)
+        check_folder(folder, "store folder name")
         return Writer(self.root / folder, **kwargs)  # type: ignore[arg-type]
 
-    def segments(self) -> list[Path]:
-        """Every segment under the root, sorted by path (hidden folders skipped)."""
+    def _scan(self) -> tuple[list[Path], dict[Path, set[str]]]:
+        """Every segment (sorted), and folder -> segment names for every folder that has
+        segments or a journal (hidden folders skipped)."""
         if not self.root.exists():
-            return []
+            return [], {}
         found: list[Path] = []
+        folders: dict[Path, set[str]] = {}
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             base = Path(dirpath)
-            found.extend(
-                base / f for f in filenames
-                if f.endswith(SEGMENT_SUFFIX) and not f.startswith(".")
-            )
-        return sorted(found)
+            names = {f for f in filenames if f.endswith(SEGMENT_SUFFIX) and not f.startswith(".")}
+            if names or journal.JOURNAL_NAME in filenames:
+                folders[base] = names
+            found.extend(base / f for f in names)
+        return sorted(found), folders
+
+    def segments(self) -> list[Path]:
+        """Every segment under the root, sorted by path (hidden folders skipped)."""
+        return self._scan()[0]
+
+    def journals(self) -> list[FolderJournal]:
+        """Each folder's segments against its journal, by folder."""
+        _, folders = self._scan()
+        return [FolderJournal(f, names, journal.read_journal(f))
+                for f, names in sorted(folders.items())]
+
+    def check_journals(
+        self, skip_damaged: bool | None = None, on_skip: SkipCallback | None = None
+    ) -> list[DamagedSegment]:
+        """Raise ``MissingSegment`` for a journalled segment that is not on disk (or
+        ``DamagedJournal``), unless ``skip_damaged``: then tell ``on_skip`` and return them.
+        Segments a journal does not list are accepted (see ``gvstore.journal``)."""
+        skip = self.skip_damaged if skip_damaged is None else skip_damaged
+        cb = on_skip if on_skip is not None else self.on_skip
+        found: list[DamagedSegment] = []
+        for fj in self.journals():
+            for err in fj.damage():
+                if not skip:
+                    raise err
+                found.append(err)
+                if cb is not None:
+                    cb(err)
+        return found
 
     def leftover_tmp(self) -> list[Path]:
         """Temporary files left by a writer that was killed mid-flush (never real segments)."""
@@ -251,13 +473,18 @@ class Store:
         )
 
     def _checked(
-        self, skip_damaged: bool, on_skip: SkipCallback | None
+        self, skip_damaged: bool | None, on_skip: SkipCallback | None, *, journals: bool = True
     ) -> Iterator[tuple[Path, bytes]]:
-        """(path, decompressed bytes) of each checked segment, reading segments ahead.
+        """(path, decompressed bytes) of each checked segment, reading segments ahead; first
+        the journals are checked (unless ``journals`` is False: the caller did).
 
         Reading, hashing and decompressing release the GIL, so a helper thread does them for
         the next segment while the caller decodes this one.
         """
+        skip_damaged = self.skip_damaged if skip_damaged is None else skip_damaged
+        on_skip = on_skip if on_skip is not None else self.on_skip
+        if journals:
+            self.check_journals(skip_damaged, on_skip)
         paths = self.segments()
         if not paths:
             return
@@ -283,14 +510,17 @@ class Store:
         self,
         kinds: Iterable[str] | None = None,
         *,
-        skip_damaged: bool = False,
+        skip_damaged: bool | None = None,
         on_skip: SkipCallback | None = None,
     ) -> Iterator[list[Record]]:
         """Every record once (duplicates by id dropped), one list per segment.
 
-        A damaged segment raises ``DamagedSegment`` naming the file, unless ``skip_damaged``,
-        in which case ``on_skip`` is told about each skipped segment.
+        A damaged segment raises ``DamagedSegment`` naming the file (a journalled segment that
+        is missing: ``MissingSegment``), unless ``skip_damaged``, in which case ``on_skip`` is
+        told about each skipped segment. Both default to the store's own settings.
         """
+        skip_damaged = self.skip_damaged if skip_damaged is None else skip_damaged
+        on_skip = on_skip if on_skip is not None else self.on_skip
         wanted = set(kinds) if kinds is not None else None
         seen: set[str] = set()
         for path, data in self._checked(skip_damaged, on_skip):
@@ -321,7 +551,7 @@ class Store:
         self,
         kinds: Iterable[str] | None = None,
         *,
-        skip_damaged: bool = False,
+        skip_damaged: bool | None = None,
         on_skip: SkipCallback | None = None,
     ) -> Iterator[Record]:
         """Every record once (duplicates by id dropped); see ``iter_batches``."""
@@ -332,7 +562,7 @@ class Store:
         self,
         kinds: Iterable[str] | None = None,
         *,
-        skip_damaged: bool = False,
+        skip_damaged: bool | None = None,
         on_skip: SkipCallback | None = None,
     ) -> list[Record]:
         """Every record once, as a list; see ``iter_batches``."""
@@ -344,11 +574,16 @@ class Store:
     def keys(self, kind: str | None = None) -> set[str]:
         """The keys present in the store (of one kind, or all)."""
         out: set[str] = set()
-        for path, data in self._checked(False, None):
+        for path, data in self._checked(None, None):
             try:
                 views = _key_decoder.decode_lines(data)
             except msgspec.DecodeError as exc:
-                raise DamagedSegment(path, f"bad record: {exc}") from exc
+                err = DamagedSegment(path, f"bad record: {exc}")
+                if not self.skip_damaged:
+                    raise err from exc
+                if self.on_skip is not None:
+                    self.on_skip(err)
+                continue
             if kind is None:
                 out.update(v.key for v in views)
             else:
@@ -381,11 +616,30 @@ class Store:
             raise GvstoreError(f"{ref!r} matches {len(hits)} records; give more digits")
         return hits[0]
 
-    def verify(self) -> VerifyReport:
-        """Re-check every segment's digest and every record's key and id."""
+    def verify(self, *, fix: bool = False) -> VerifyReport:
+        """Re-check every segment's digest, every record's key and id, each folder's journal
+        against its segments, and the projection caches' digests.
+
+        ``fix``: per folder, under its lock, remove temporary files of dead writers, adopt
+        unjournalled segments (creating the journal of a folder from before journals), cut a
+        torn journal line and forget journalled segments that are missing (their records are
+        lost; the stage recomputes them); delete damaged or unlisted cache files. The report
+        describes the store as found, ``fixed`` lists what was done.
+        """
         rep = VerifyReport()
         seen: set[str] = set()
         rep.leftover_tmp = [str(p) for p in self.leftover_tmp()]
+        for fj in self.journals():
+            if fj.journal is None:
+                rep.no_journal.append(str(fj.folder))
+                continue
+            for _, reason in fj.journal.bad_lines:
+                rep.damaged_journals.append((str(fj.journal.path), reason))
+            if fj.journal.torn:
+                rep.torn_journals.append(str(fj.journal.path))
+            rep.missing_segments.extend(
+                (str(fj.folder / n), str(fj.journal.path)) for n in fj.missing)
+            rep.unjournalled.extend(str(fj.folder / n) for n in fj.unjournalled)
         for path in self.segments():
             rep.segments += 1
             try:
@@ -408,7 +662,56 @@ class Store:
                 if rec.id in seen:
                     rep.duplicates += 1
                 seen.add(rec.id)
+        caches = [(d, _projcache.check(d)) for d in _projcache.cache_dirs(self.root)]
+        for _, crep in caches:
+            rep.cache_files += crep.checked
+            rep.damaged_cache.extend(crep.damaged)
+            rep.unlisted_cache.extend(crep.unlisted)
+            rep.leftover_tmp.extend(crep.stale_tmp)
+        if fix:
+            rep.fixed = self._fix(rep)
+            for d, crep in caches:
+                try:
+                    rep.fixed.extend(_projcache.fix(d, crep))
+                except OSError as exc:
+                    raise io_error(exc, d, "clean the projection cache") from exc
         return rep
+
+    def _fix(self, rep: VerifyReport) -> list[str]:
+        done: list[str] = []
+        for fj in self.journals():
+            folder = fj.folder
+            try:
+                fresh = lock.acquire(folder)
+            except OSError as exc:
+                raise io_error(exc, folder, "lock the store folder") from exc
+            try:
+                before = set(os.listdir(folder))
+                had = fj.journal
+                if fresh:
+                    _recover(folder)  # .part files, torn line, adoption
+                after = set(os.listdir(folder))
+                done.extend(f"removed temporary file {folder / n}" for n in sorted(before - after))
+                if had is None and fj.present:
+                    done.append(f"created journal {journal.journal_path(folder)} "
+                                f"({len(fj.present)} segments)")
+                else:
+                    done.extend(f"journalled {folder / n}" for n in fj.unjournalled)
+                    if had is not None and had.torn:
+                        done.append(f"cut the torn last line of {had.path}")
+                j = journal.read_journal(folder)
+                if j is not None and (j.bad_lines or any(n not in fj.present for n in j.names)):
+                    gone = [n for n in j.names if n not in fj.present]
+                    journal.rewrite(folder, [n for n in j.names if n in fj.present])
+                    done.extend(f"forgot missing segment {folder / n} (its records are lost; "
+                                "rerun the stage to recompute them)" for n in gone)
+                    if j.bad_lines:
+                        done.append(f"rewrote {j.path} without its bad lines")
+            except OSError as exc:
+                raise io_error(exc, folder, "fix the store folder") from exc
+            finally:
+                lock.release(folder)
+        return done
 
 
 class _StatView(msgspec.Struct, gc=False):
@@ -453,7 +756,7 @@ def stats(store: Store) -> StoreStats:
     """Record counts by kind, model (generations), task, method and verifier, and sizes."""
     st = StoreStats(root=str(store.root))
     seen: set[str] = set()
-    for path, data in store._checked(False, None):
+    for path, data in store._checked(None, None):
         st.segments += 1
         st.bytes_on_disk += path.stat().st_size
         st.bytes_raw += len(data)
