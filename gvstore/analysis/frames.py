@@ -9,7 +9,11 @@
   the non-null scores of its repeated verifications (``m > 1`` calls), null if every repeat
   failed to parse; ``repeats`` counts the calls and ``nulls`` the failed ones.
 * ``Dataset.groups``: the data of each (task, generator, round, verifier) as numpy arrays
-  sorted by (prompt, sample index): this is what specs and metrics are computed on.
+  sorted by (prompt, sample index): this is what specs and metrics are computed on. A group's
+  tournament matches are those whose two generations (``a`` and ``b``; the winner is one of
+  them) are both generations of that group: matches are joined to a group by generation,
+  never by prompt, so groups that share prompts (two generators, two rounds) never read each
+  other's matches. A match whose sides are not both in one group belongs to none.
 """
 
 from __future__ import annotations
@@ -281,6 +285,7 @@ class Dataset:
         self._slices: list[tuple[tuple[str, str, int], dict[str, np.ndarray]]] | None = None
         self._vers: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
         self._comps: pl.DataFrame | None = None
+        self._slice_comps: dict[tuple[str, str, int], pl.DataFrame] | None = None
         self._groups: dict[tuple[str, str, int, str], Group] = {}
         self._found: dict[tuple[str, str, int, str], dict[str, np.ndarray]] = {}
 
@@ -322,6 +327,32 @@ class Dataset:
             self._comps = comparison_frame(self.proj, filters=self.filters)
         return self._comps
 
+    def slice_comparisons(self, key: tuple[str, str, int]) -> pl.DataFrame:
+        """The matches of one (task, generator, round) slice: those whose generations ``a``
+        and ``b`` both belong to it (empty if none)."""
+        if self._slice_comps is None:
+            slices = self.slices()
+            comps = self.comparisons
+            owner = np.full(comps.height, -1, dtype=np.int64)
+            if slices and comps.height:
+                gens = np.concatenate([a["gen"] for _, a in slices])
+                which = np.repeat(np.arange(len(slices)), [a["gen"].size for _, a in slices])
+                order = np.argsort(gens, kind="stable")
+                side = []
+                for col in ("a", "b"):
+                    s = np.full(comps.height, -1, dtype=np.int64)
+                    src, rows = lookup(gens, comps[col].to_numpy(), order)
+                    s[src] = which[rows]
+                    side.append(s)
+                owner = np.where(side[0] == side[1], side[0], -1)
+            parts = comps.with_columns(_slice=pl.Series(owner)).partition_by(
+                "_slice", as_dict=True, maintain_order=True)
+            self._slice_comps = {
+                slices[int(i)][0]: part.drop("_slice")
+                for (i,), part in parts.items() if int(i) >= 0
+            }
+        return self._slice_comps.get(key, self.comparisons.clear())
+
     def groups(self, methods: Sequence[str]) -> list[Group]:
         """One group per (task, generator, round) and verifier that verified any of its
         generations with any of ``methods``; each group carries those methods' scores."""
@@ -331,9 +362,7 @@ class Dataset:
             comps: dict[str, pl.DataFrame] = {}
             for m in methods:
                 if m == "tournament":
-                    c = self.comparisons.join(
-                        pl.DataFrame({"prompt": arrays["prompts"]}), on="prompt", how="semi"
-                    )
+                    c = self.slice_comparisons((task, model, rnd))
                     for (ver,), part in c.partition_by("verifier", as_dict=True).items():
                         comps[str(ver)] = part
                     continue

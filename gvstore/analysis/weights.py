@@ -169,10 +169,10 @@ class Weigher:
             raise GvstoreError(f"no tournament comparisons loaded for {g.key}")
         r = int(rule.value)
         recorded = recorded_rounds(comps)
-        if comps.height and r > recorded:
+        if r > recorded:  # a group with no match of its own has recorded 0 rounds
             raise GvstoreError(
                 f"tournament:rounds={r} needs {r} recorded rounds, but verifier "
-                f"{g.verifier!r} played {recorded} on {g.generator}/{g.task}"
+                f"{g.verifier!r} played {recorded} on {g.generator}/{g.task} round {g.round}"
             )
         compared = np.zeros(g.n_prompts, dtype=bool)
         if comps.height:
