@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 import typing
@@ -49,6 +48,7 @@ from gvstore.models import (
     read_manifest,
     resolve,
 )
+from gvstore.names import check_name, safe_rmtree
 
 Method = Literal["sft", "rpo"]
 METHODS: tuple[str, ...] = typing.get_args(Method)
@@ -63,43 +63,45 @@ def _h(description: str, **constraints: Any) -> msgspec.Meta:
 class Hyperparams(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Training settings. The defaults are the paper's (appendix F); see ``CPU`` for the small
     preset. Parse a mapping with ``Hyperparams.from_mapping`` so that typos and out-of-range
-    values are errors with a path."""
+    values are errors with a path. Every number has finite bounds (far past what training
+    needs: ``inf``, ``nan`` and absurd sizes are refused before anything loads)."""
 
     steps: Annotated[int, _h(
         "Optimizer steps (the paper: 2000). The training set is cycled through as often as "
-        "needed; each step sees batch_size examples.", ge=1)] = 2000
+        "needed; each step sees batch_size examples.", ge=1, le=10_000_000)] = 2000
     batch_size: Annotated[int, _h(
         "Examples (SFT) or pairs (RPO) per optimizer step (the paper: 64). Must be a multiple "
         "of micro_batch_size; the quotient is the number of gradient-accumulation passes.",
-        ge=1)] = 64
+        ge=1, le=1_000_000)] = 64
     micro_batch_size: Annotated[int, _h(
         "Examples per forward/backward pass. Lower it to save memory; the optimizer still sees "
-        "batch_size examples per step.", ge=1)] = 8
+        "batch_size examples per step.", ge=1, le=1_000_000)] = 8
     learning_rate: Annotated[float, _h(
-        "Peak AdamW learning rate (the paper: 1e-6).", gt=0)] = 1e-6
+        "Peak AdamW learning rate (the paper: 1e-6).", gt=0, le=1)] = 1e-6
     lr_scheduler: Annotated[Literal["linear", "cosine", "constant", "constant_with_warmup"], _h(
         "Learning-rate schedule after warm-up (transformers' names; not a setting the paper "
         "states).")] = "linear"
     warmup_steps: Annotated[int, _h("Steps of linear warm-up from 0 to learning_rate.",
-                                    ge=0)] = 0
-    weight_decay: Annotated[float, _h("AdamW weight decay.", ge=0)] = 0.0
+                                    ge=0, le=10_000_000)] = 0
+    weight_decay: Annotated[float, _h("AdamW weight decay.", ge=0, le=100)] = 0.0
     max_grad_norm: Annotated[float, _h("Gradient clipping norm (0: no clipping).",
-                                       ge=0)] = 1.0
+                                       ge=0, le=1e6)] = 1.0
     max_length: Annotated[int, _h(
         "Longest tokenised sequence, prompt plus answer (the paper: 2048); longer ones are cut "
-        "at the end.", ge=8)] = 2048
+        "at the end.", ge=8, le=10_000_000)] = 2048
     beta: Annotated[float, _h(
         "RPO only: DPO's beta, how far the policy may move from the reference (the paper: "
-        "0.05; higher stays closer).", gt=0)] = 0.05
+        "0.05; higher stays closer).", gt=0, le=1_000)] = 0.05
     sft_weight: Annotated[float, _h(
         "RPO only: weight of the NLL term on the chosen answer, RPO's alpha (the paper: 1; "
-        "0 gives plain DPO).", ge=0)] = 1.0
+        "0 gives plain DPO).", ge=0, le=1_000)] = 1.0
     precision: Annotated[Literal["auto", "bf16", "fp32"], _h(
         "auto: bf16 mixed precision on a GPU that has it, else fp32. A CPU always trains in "
         "fp32 (bf16 there is several times slower without bf16 instructions).")] = "auto"
     gradient_checkpointing: Annotated[bool, _h(
         "Recompute activations in the backward pass: less memory, about 20% slower.")] = True
-    seed: Annotated[int, _h("Seed of the weights' RNG and the data order.", ge=0)] = 0
+    seed: Annotated[int, _h("Seed of the weights' RNG and the data order.", ge=0,
+                            le=2**63 - 1)] = 0
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], where: str = "hyperparameters") -> Hyperparams:
@@ -159,14 +161,9 @@ def preset(name: str, *, cuda: bool | None = None) -> Hyperparams:
 
 def load_config(path: Path) -> dict[str, Any]:
     """A YAML or JSON mapping of hyperparameters (checked by ``Hyperparams.from_mapping``)."""
-    import yaml
+    from gvstore.params import read_yaml
 
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise GvstoreError(f"cannot read {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise GvstoreError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    raw = read_yaml(path, "hyperparameter config")  # strict: UTF-8, no duplicate keys
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -317,6 +314,8 @@ def spec_from_folder(path: Path, *, kind: Literal["instruct", "base"] | None = N
         raise GvstoreError(f"model folder {path} does not exist")
     manifest = read_manifest(path) or {}
     named = manifest.get("name")
+    if named is not None:  # a manifest's name becomes output folder names: the safe-name rule
+        check_name(named, "model name", f"in {path / MANIFEST}")
     name = named if isinstance(named, str) and named else path.name
     base = BUILTIN.get(name)
     values: dict[str, Any] = {
@@ -454,7 +453,10 @@ def finetune(
     hp.check()
     data = load_data(method, data_path)
     resolved = trainable(parent, models_dir)
-    name = name or (Path(out).name if out is not None else default_name(parent))
+    if out is not None:
+        check_name(Path(out).name, "output folder name", f"(--out {out})")
+    name = check_name(name or (Path(out).name if out is not None else default_name(parent)),
+                      "model name")
     out = Path(out) if out is not None else Path(models_dir) / name
     new_spec = ModelSpec(name=name, source="local", path=str(out), kind=parent.kind,
                          family=parent.family, flops=parent.flops, round=parent.round + 1)
@@ -473,8 +475,7 @@ def finetune(
     start = time.monotonic()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    safe_rmtree(tmp, out.parent)
     try:
         run = _train(method, resolved, data, hp, tmp, verbose=verbose, threads=threads)
         digest = folder_digest(tmp)
@@ -498,8 +499,7 @@ def finetune(
         }, indent=2) + "\n")
         _swap(tmp, out)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        safe_rmtree(tmp, out.parent, ignore_errors=True)
     losses = run["losses"]
     return FinetuneResult(new_spec, out, digest, method, parent.name, resolved.digest,
                           len(data.examples), run["steps"], losses[0] if losses else None,
@@ -535,8 +535,7 @@ def _swap(tmp: Path, out: Path) -> None:
     if out.exists():
         os.replace(out, old)
     os.replace(tmp, out)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
+    safe_rmtree(old, out.parent, ignore_errors=True)
 
 
 def _train(method: str, resolved: Resolved, data: TrainingData, hp: Hyperparams, tmp: Path,

@@ -21,7 +21,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import msgspec
 
 from gvstore.digest import PREFIX
 from gvstore.errors import GvstoreError
+from gvstore.names import child, safe_rmtree
 
 MANIFEST = "gvstore-model.json"
 DEFAULT_MODELS_DIR = Path("data/models")
@@ -142,7 +142,8 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
 
 
 def prepared_dir(spec: ModelSpec, models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
-    return models_dir / spec.name
+    """``models_dir/<name>``; the name must be a safe name (``gvstore.names``)."""
+    return child(models_dir, spec.name, "model name")
 
 
 def resolve(spec: ModelSpec, models_dir: Path = DEFAULT_MODELS_DIR) -> Resolved:
@@ -222,17 +223,16 @@ def prepare(spec: ModelSpec, models_dir: Path = DEFAULT_MODELS_DIR,
     if spec.source != "package":
         raise GvstoreError(f"model {spec.name!r}: prepare-model converts package (GGUF) models;"
                            f" source {spec.source!r} loads as it is")
+    out = prepared_dir(spec, models_dir)  # the name is checked before any work
     gguf = package_gguf(spec)
     digest = _sha256_file(gguf)
-    out = prepared_dir(spec, models_dir)
     manifest = read_manifest(out)
     if not force and manifest is not None and manifest.get("source_digest") == digest:
         return out, False
     start = time.monotonic()
     tok, model = load_hf(Resolved(spec, gguf.parent, gguf.name, digest))
     tmp = models_dir / f".{spec.name}.{os.getpid()}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    safe_rmtree(tmp, models_dir)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
@@ -241,7 +241,6 @@ def prepare(spec: ModelSpec, models_dir: Path = DEFAULT_MODELS_DIR,
         "file": gguf.name, "source_digest": digest, "weights_digest": folder_digest(tmp),
         "seconds": round(time.monotonic() - start, 2),
     }, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
+    safe_rmtree(out, models_dir)
     os.replace(tmp, out)
     return out, True

@@ -9,7 +9,8 @@ without touching a model.
 
 from __future__ import annotations
 
-import re
+import codecs
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ import yaml
 
 from gvstore.errors import GvstoreError
 from gvstore.models import ModelSpec
+from gvstore.names import check_name, child
 from gvstore.records import Sampling
 
 METHODS = ("mc", "cot_binary", "cot_score", "tournament")
@@ -167,11 +169,12 @@ class RoundsParams(_Strict, frozen=True, forbid_unknown_fields=True):
         return self.steps[model]
 
     def model_dir(self, model: str) -> Path:
-        return Path(self.dir) / "models" / model
+        return child(Path(self.dir) / "models", model, "round model name")
 
     def train_file(self, model: str) -> Path:
         """The training set of ``model`` (made from its parent's round)."""
-        return Path(self.dir) / "train" / f"{model}.jsonl"
+        return child(Path(self.dir) / "train", f"{check_name(model, 'round model name')}.jsonl",
+                     "training file name")
 
 
 class Params(_Strict, frozen=True, forbid_unknown_fields=True):
@@ -200,15 +203,217 @@ class Params(_Strict, frozen=True, forbid_unknown_fields=True):
         return r.prompts if r.prompts is not None else self.task(r.task)
 
 
-def load(path: Path | str = "params.yaml") -> Params:
-    """Parse and type-check a params file (no semantic checks: see ``validate``)."""
+MAX_BYTES = 1 << 20
+"""The largest params (or hyperparameter config) file: 1 MiB."""
+MAX_DEPTH = 32
+"""The deepest nesting of mappings and lists in a params file (params.yaml needs 4)."""
+
+
+class _BadYAML(yaml.YAMLError):
+    """A YAML document that parses but that a params file may not be (one line, no mark)."""
+
+
+def _key_path(parent: str, key: object) -> str:
+    return f"{parent}.{key}" if isinstance(key, str) else f"{parent}[{key!r}]"
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys (instead of the last one silently
+    winning), aliases (a few lines of ``*a`` can expand to billions of nodes) and nesting
+    deeper than ``MAX_DEPTH`` (instead of running into Python's recursion limit); each
+    refusal names the key path and line."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._stack: list[str] = []
+        self._paths: dict[int, str] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if parent is None or not self._stack:
+            path = "$"
+        elif isinstance(index, yaml.ScalarNode):
+            path = _key_path(self._stack[-1], index.value)
+        elif isinstance(index, int):
+            path = f"{self._stack[-1]}[{index}]"
+        else:  # a mapping key
+            path = self._stack[-1]
+        event = self.peek_event()
+        line = event.start_mark.line + 1 if event.start_mark else 0
+        if self.check_event(yaml.AliasEvent):
+            raise _BadYAML(f"an alias (*name) at `{path}` (line {line}); params files spell "
+                           "every value out")
+        if len(self._stack) >= MAX_DEPTH:
+            raise _BadYAML(f"nested deeper than {MAX_DEPTH} levels at `{path}` (line {line})")
+        self._stack.append(path)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._stack.pop()
+        self._paths[id(node)] = path
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[type, Any], int] = {}
+        where = self._paths.get(id(node), "$")
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                ident = (type(key), key)
+                hash(ident)
+            except TypeError:
+                continue  # the base class names an unhashable key
+            line = key_node.start_mark.line + 1
+            if ident in seen:
+                raise _BadYAML(f"duplicate key {key!r} at `{_key_path(where, key)}` (line "
+                               f"{line}; first given at line {seen[ident]})")
+            seen[ident] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _decode(p: Path, data: bytes) -> str:
+    """The text of a params file, which must be UTF-8 (a leading byte-order mark is dropped)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+            len(data) >= 2 and b"\0" in data[:2]):
+        raise GvstoreError(f"{p} is UTF-16 or UTF-32 text (a byte-order mark or NUL bytes); "
+                           "save it as UTF-8")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise GvstoreError(f"{p} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                           f"{exc.start}, line {line}); save it as UTF-8") from None
+    return text.removeprefix("\ufeff")
+
+
+def read_yaml(path: Path | str, what: str = "params file") -> Any:
+    """A YAML file read strictly: UTF-8, at most ``MAX_BYTES``, no duplicate keys, no
+    aliases, nesting at most ``MAX_DEPTH`` deep. Any problem is a one-line ``GvstoreError``
+    naming the file (and the key path and line where there is one)."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text())
+        with open(p, "rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise GvstoreError(f"cannot read {p}: {exc.strerror}") from exc
+    if len(data) > MAX_BYTES:
+        raise GvstoreError(f"{p} is over {MAX_BYTES} bytes, the bound for a {what}")
+    text = _decode(p, data)
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _BadYAML as exc:
+        raise GvstoreError(f"{p}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise GvstoreError(f"{p} is not valid YAML: {' '.join(str(exc).split())}") from exc
+        raise GvstoreError(f"{p} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:  # the depth limit is meant to come first
+        raise GvstoreError(f"{p}: nested too deep (at most {MAX_DEPTH} levels)") from None
+
+
+INT64 = 2**63 - 1
+
+# (key path, lowest, highest): numbers that reach a model, a bootstrap or a folder. The upper
+# bounds are far beyond any real study; a value past one is a typo or an attack, and is refused
+# before it can allocate, loop or overflow.
+BOUNDS: tuple[tuple[str, float, float], ...] = (
+    ("base.seed", 0, INT64),
+    ("sample.n", 1, 100_000),
+    ("sample.temperature", 0, 10),
+    ("sample.top_p", 0, 1),
+    ("sample.top_k", 0, 1_000_000),
+    ("sample.max_tokens", 1, 1_000_000),
+    ("sample.batch_size", 1, 100_000),
+    ("verify.repeats", 1, 1_000),
+    ("verify.tournament_rounds", 1, 20),
+    ("verify.max_tokens", 1, 1_000_000),
+    ("verify.temperature", 0, 10),
+    ("verify.batch_size", 1, 100_000),
+    ("report.resamples", 0, 100_000),
+    ("rounds.threads", 1, 4_096),
+)
+TABLE_BOUNDS: tuple[tuple[str, float, float], ...] = (
+    ("prompts", 1, 100_000_000),
+    ("offset", 0, 100_000_000),
+    ("kshot", 0, 1_000),
+)
+MODEL_BOUNDS: tuple[tuple[str, float, float], ...] = (
+    ("flops", 0, 1e32),
+    ("round", 0, 1_000),
+)
+MAX_PASSK = 100_000
+MAX_ROUNDS = 100
+"""The most trained rounds (``rounds.steps``)."""
+
+
+def _number(key: str, value: Any, lo: float, hi: float, *, open_lo: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise GvstoreError(f"{key} must be a finite number, got {value} - at `$.{key}`")
+    if value < lo or (open_lo and value == lo):
+        raise GvstoreError(f"{key} must be {'>' if open_lo else '>='} {lo:g}, got {value:g} - "
+                           f"at `$.{key}`")
+    if value > hi:
+        raise GvstoreError(f"{key} must be <= {hi:g} (a bound no real study needs), got "
+                           f"{value:.6g} - at `$.{key}`")
+
+
+def check_bounds(params: Params) -> None:
+    """Every number of ``params`` within its bound (``BOUNDS``), finite, else a one-line
+    error naming the key path and the bound."""
+    for key, lo, hi in BOUNDS:
+        section, field = key.split(".")
+        _number(key, getattr(getattr(params, section), field), lo, hi,
+                open_lo=key == "sample.top_p")
+    for i, k in enumerate(params.report.passk):
+        _number(f"report.passk[{i}]", k, 1, MAX_PASSK)
+    tables: list[tuple[str, TaskEntry]] = [(f"tasks.{n}", e) for n, e in params.tasks.items()]
+    if params.rounds.prompts is not None:
+        tables.append(("rounds.prompts", params.rounds.prompts))
+    for where, entry in tables:
+        for field, lo, hi in TABLE_BOUNDS:
+            _number(f"{where}.{field}", getattr(entry, field), lo, hi)
+    for name, row in params.models.items():
+        for field, lo, hi in MODEL_BOUNDS:
+            _number(f"models.{name}.{field}", getattr(row, field), lo, hi)
+    if len(params.rounds.steps) > MAX_ROUNDS:
+        raise GvstoreError(f"rounds.steps lists {len(params.rounds.steps)} rounds, over the "
+                           f"bound of {MAX_ROUNDS} - at `$.rounds.steps`")
+
+
+def check_names(params: Params) -> None:
+    """Every name of ``params`` that becomes a path component obeys ``gvstore.names``' rule:
+    model, task and method names, round models (a one-line error naming the key path)."""
+    st, r = params.study, params.rounds
+    for name in params.models:
+        check_name(name, "model name", "at `$.models`")
+    for name in params.tasks:
+        check_name(name, "task name", "at `$.tasks`")
+    lists: tuple[tuple[str, str, list[str]], ...] = (
+        ("study.models", "model name", st.models),
+        ("study.generators", "model name", st.generators),
+        ("study.verifiers", "model name", st.verifiers),
+        ("study.tasks", "task name", st.tasks),
+        ("study.methods", "method name", st.methods),
+        ("rounds.start", "model name", r.start),
+        ("rounds.steps", "round model name", list(r.steps)),
+    )
+    for key, what, names in lists:
+        for i, name in enumerate(names):
+            check_name(name, what, f"at `$.{key}[{i}]`" if key != "rounds.steps" else
+                       f"at `$.{key}`")
+    for new, source in r.steps.items():
+        check_name(source, "model name", f"at `$.rounds.steps.{new}`")
+    check_name(r.task, "task name", "at `$.rounds.task`")
+    check_name(r.verifier, "model name", "at `$.rounds.verifier`")
+
+
+def load(path: Path | str = "params.yaml") -> Params:
+    """Parse and type-check a params file (no semantic checks: see ``validate``): strict
+    YAML (``read_yaml``), types, names that become paths (``check_names``) and the bounds of
+    every number (``check_bounds``)."""
+    p = Path(path)
+    raw = read_yaml(p)
     if not isinstance(raw, dict):
         raise GvstoreError(f"{p}: expected a mapping of sections at the top")
     rounds = raw.get("rounds")
@@ -230,9 +435,15 @@ def load(path: Path | str = "params.yaml") -> Params:
                         msg += f" - at `$.{section}.{name}`"
                     raise GvstoreError(f"{p}: {msg}") from exc
     try:
-        return msgspec.convert(raw, Params)
+        params = msgspec.convert(raw, Params)
     except msgspec.ValidationError as exc:
         raise GvstoreError(f"{p}: {exc}") from exc
+    try:
+        check_names(params)
+        check_bounds(params)
+    except GvstoreError as exc:
+        raise GvstoreError(f"{p}: {exc}") from None
+    return params
 
 
 def validate(params: Params, *, check_data: bool = True) -> list[str]:
@@ -266,22 +477,12 @@ def validate(params: Params, *, check_data: bool = True) -> list[str]:
             raise GvstoreError(f"models.{name}: source 'hub' needs hub_id")
         if row.source == "package" and not row.package:
             raise GvstoreError(f"models.{name}: source 'package' needs package")
+    check_names(params)  # again: a Params may be built without load()
+    check_bounds(params)
     s, v = params.sample, params.verify
     checks = [
-        (s.n >= 1, f"sample.n must be >= 1, got {s.n}"),
-        (s.temperature >= 0, "sample.temperature must be >= 0"),
-        (0 < s.top_p <= 1, "sample.top_p must be in (0, 1]"),
-        (s.top_k >= 0, "sample.top_k must be >= 0"),
-        (s.max_tokens >= 1, "sample.max_tokens must be >= 1"),
-        (s.batch_size >= 1, "sample.batch_size must be >= 1"),
         (s.backend in BACKENDS, f"sample.backend must be one of {', '.join(BACKENDS)}"),
-        (v.repeats >= 1, "verify.repeats must be >= 1"),
-        (v.tournament_rounds >= 1, "verify.tournament_rounds must be >= 1"),
-        (v.max_tokens >= 1, "verify.max_tokens must be >= 1"),
-        (v.batch_size >= 1, "verify.batch_size must be >= 1"),
         (v.backend in BACKENDS, f"verify.backend must be one of {', '.join(BACKENDS)}"),
-        (params.report.resamples >= 0, "report.resamples must be >= 0"),
-        (all(k >= 1 for k in params.report.passk), "report.passk values must be >= 1"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -309,17 +510,12 @@ def validate(params: Params, *, check_data: bool = True) -> list[str]:
     return notes
 
 
-_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
 def _check_entry(where: str, name: str, entry: TaskEntry, check_data: bool) -> str | None:
     """A task's prompt range: known task, sane numbers, and (check_data) items there."""
     from gvstore.tasks.registry import get_task
 
-    if entry.prompts is not None and entry.prompts < 1:
-        raise GvstoreError(f"{where}.prompts must be >= 1")
-    if entry.offset < 0:
-        raise GvstoreError(f"{where}.offset must be >= 0")
+    for field, lo, hi in TABLE_BOUNDS:
+        _number(f"{where}.{field}", getattr(entry, field), lo, hi)
     task = get_task(name, entry.data)
     task.check_split(entry.split)
     if not check_data:
@@ -351,9 +547,7 @@ def _validate_rounds(params: Params, check_data: bool) -> list[str]:
         raise GvstoreError("rounds: a model name appears twice in rounds.start and rounds.steps")
     parent = first
     for i, (model, source) in enumerate(r.steps.items(), 1):
-        if not _FOLDER_NAME.fullmatch(model):
-            raise GvstoreError(f"rounds.steps: {model!r} is not a usable folder name (letters, "
-                               "digits, '.', '_', '-')")
+        check_name(model, "round model name", "at `$.rounds.steps`")
         if model in params.models:
             raise GvstoreError(f"rounds.steps: {model!r} is already in the model table; name "
                                "the trained model something new")
@@ -374,8 +568,6 @@ def _validate_rounds(params: Params, check_data: bool) -> list[str]:
     if r.task not in set(list_tasks()):
         raise GvstoreError(f"rounds.task: unknown task {r.task!r}; known tasks: "
                            f"{', '.join(sorted(list_tasks()))}")
-    if r.threads is not None and r.threads < 1:
-        raise GvstoreError("rounds.threads must be >= 1")
     for cuda in (False, True) if r.preset == "auto" else (None,):
         hp = build_hparams(r.preset, None, cuda=bool(cuda), where="rounds.hyperparameters",
                            **_hp_overrides(r.hyperparameters))

@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 
 def folder(model: str, step: str) -> str:
     """The store folder of one round step (``generate``, ``grade`` or ``verify``)."""
-    return f"rounds/{model}/{step}"
+    from gvstore.names import check_name
+
+    return f"rounds/{check_name(model, 'round model name')}/{step}"
 
 
 def round_model(params: Params, name: str) -> ModelSpec:

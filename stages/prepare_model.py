@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def body() -> int:
-        from gvstore.models import MANIFEST, prepare, resolve
+        from gvstore.models import MANIFEST, prepare, prepared_dir, resolve
 
         params = load_params(args.params)
         spec = params.model(args.model)
@@ -33,9 +33,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"prepare-model: {spec.name} {'converted' if converted else 'up to date'}"
                   f" -> {out}", file=sys.stderr)
             return 0
-        out = models_dir / spec.name
-        out.mkdir(parents=True, exist_ok=True)
+        out = prepared_dir(spec, models_dir)  # a safe name, strictly inside models_dir
         digest = resolve(spec, models_dir).digest
+        if spec.source == "local" and Path(spec.path).resolve() == out.resolve():
+            # the model's own folder (its manifest names its digest): no pointer over it
+            print(f"prepare-model: {spec.name} (local) lives in {out}; digest {digest}",
+                  file=sys.stderr)
+            return 0
+        out.mkdir(parents=True, exist_ok=True)
         (out / MANIFEST).write_text(json.dumps(
             {"name": spec.name, "source": spec.source, "pointer": True,
              "model_digest": digest}, indent=2) + "\n")

@@ -17,7 +17,8 @@
 
 Weights need one verifier: if the filtered generations were verified by several, name one.
 Texts are read from the store records, for the kept generations only. Files are written to a
-temporary name and renamed, so a reader never sees half a file.
+temporary name and renamed, so a reader never sees half a file. The file's name obeys the
+safe-name rule of ``gvstore.names`` (it is checked before the store is read).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from gvstore.analysis.frames import Dataset, Filters, Group
 from gvstore.analysis.specs import Spec, methods_of
 from gvstore.analysis.weights import Weigher
 from gvstore.errors import GvstoreError
+from gvstore.names import check_name
 from gvstore.replay import Projections, handle
 from gvstore.store import Store
 
@@ -97,8 +99,17 @@ def _texts(store: Store, prompts: set[int], gens: set[int]) -> dict[int, tuple[s
     return out
 
 
-def _write_jsonl(path: Path, lines: Iterable[dict[str, object]]) -> int:
+def _check_out(path: Path) -> Path:
+    """An export file path whose name obeys the safe-name rule and that is not a folder."""
     path = Path(path)
+    check_name(path.name, "export file name", f"(in {path})")
+    if path.is_dir():
+        raise GvstoreError(f"cannot export to {path}: it is a folder; name a file")
+    return path
+
+
+def _write_jsonl(path: Path, lines: Iterable[dict[str, object]]) -> int:
+    path = _check_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     n = 0
@@ -127,6 +138,7 @@ def export_sft(store: Store, spec: Spec | None, out: Path, *, filters: Filters |
                proj: Projections | None = None) -> ExportReport:
     """Write the kept (prompt, generation) pairs as chat-format JSONL. ``spec=None`` keeps
     what the grader marks correct (strict utility 1): the ground truth as verifier."""
+    _check_out(out)
     groups = _groups(store, spec, filters, proj)
     rep = ExportReport(str(out), str(spec) if spec is not None else GROUND_TRUTH,
                        groups[0][0].verifier)
@@ -156,6 +168,7 @@ def export_pairs(store: Store, spec: Spec | None, out: Path, *, filters: Filters
                  proj: Projections | None = None) -> ExportReport:
     """Write one (prompt, chosen, rejected) line per prompt that has both (``spec=None``: a
     correct and an incorrect sample by the ground truth)."""
+    _check_out(out)
     groups = _groups(store, spec, filters, proj)
     rep = ExportReport(str(out), str(spec) if spec is not None else GROUND_TRUTH,
                        groups[0][0].verifier)

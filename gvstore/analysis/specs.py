@@ -36,8 +36,13 @@ from gvstore.errors import GvstoreError
 METHODS = ("mc", "cot_binary", "cot_score", "tournament")
 SCORE_METHODS = ("mc", "cot_binary", "cot_score")
 RULES = ("quantile", "tau", "exp", "rounds")
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+"""ASCII digits only: ``float()`` would read ``٣`` (an Arabic-Indic three) as 3."""
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+MAX_DEPTH = 16
+"""The deepest nesting of and(...)/or(...) (a real spec needs 2 or 3)."""
+MAX_LENGTH = 4096
+"""The longest spec text."""
 
 
 class SpecError(GvstoreError):
@@ -131,6 +136,10 @@ class _Parser:
         self.text = text
         self.pos = 0
         self.allow_open = allow_open
+        self.depth = 0
+        if len(text) > MAX_LENGTH:
+            raise SpecError(text[:40] + "...", 0, f"a spec is at most {MAX_LENGTH} characters, "
+                            f"this one {len(text)}")
 
     def fail(self, reason: str, pos: int | None = None) -> SpecError:
         return SpecError(self.text, self.pos if pos is None else pos, reason)
@@ -192,10 +201,14 @@ class _Parser:
 
     def combo(self, op: str) -> Combine:
         self.expect("(", f"after {op!r}")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"and(...)/or(...) nest at most {MAX_DEPTH} deep")
         parts = [self.spec(False)]
         while self.peek() == ",":
             self.pos += 1
             parts.append(self.spec(False))
+        self.depth -= 1
         start = self.pos
         self.expect(")", f"to close {op}(")
         if len(parts) < 2:
