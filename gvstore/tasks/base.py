@@ -8,6 +8,9 @@ paper's utility u(x, y) is ``Task.grade(text, reference)``, kept in two flavours
 
 ``version`` names the grading logic: bump it whenever ``grade`` can give a different result
 for the same text, so that ``grade_store`` grades again instead of trusting old records.
+A task may also offer a separately named grader (``variant``, e.g. ``lm-eval``: the harness's
+exact rules, for comparable numbers): a subclass registered in ``registry.VARIANTS`` whose
+grades are recorded under ``grader_id`` (``gsm8k:lm-eval``), never under the task's own name.
 Graders never raise on model text and return in bounded time.
 """
 
@@ -65,6 +68,12 @@ class Task(ABC):
     shot_format: ClassVar[str] = "Q: {question}\nA: {answer}"
     shot_separator: ClassVar[str] = "\n\n"
     instruction: ClassVar[str] = ""
+    variant: ClassVar[str] = ""  # "" for the task's own grader
+
+    @property
+    def grader_id(self) -> str:
+        """The name its grades are recorded under: the task's, or ``<task>:<variant>``."""
+        return f"{self.name}:{self.variant}" if self.variant else self.name
 
     def __init__(self, data_path: Path | str | None = None) -> None:
         self.data_path = data_path

@@ -2,6 +2,7 @@
 
 Prompts follow lm-eval's ``gsm8k_cot``: ``Q: <question>\\nA: <worked answer>`` shots from the
 8 Wei et al. exemplars (default 4), each ending "The answer is N.", then ``Q: <question>\\nA:``.
+Grading is ``numeric``'s; ``GSM8KLmEval`` (grader ``gsm8k:lm-eval``) is lm-eval's own, as it is.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from pathlib import Path
 from gvstore.errors import GvstoreError
 from gvstore.tasks import data
 from gvstore.tasks.base import Exemplar, GradeResult, Item, Task
-from gvstore.tasks.numeric import extract_flexible, extract_strict, same_number
+from gvstore.tasks.numeric import (
+    flexible_alternatives,
+    lm_eval_exact_match,
+    lm_eval_flexible,
+    lm_eval_strict,
+    resolve,
+    same_number,
+    strict_alternatives,
+)
 
 _SPLIT_FILES = {"test": "test.jsonl", "train": "train.jsonl"}
 
@@ -26,13 +35,36 @@ def reference_of(answer: str) -> str:
 
 
 def grade_number(text: str, reference: str) -> GradeResult:
-    """Strict: the first "The answer is N" is right. Flexible: the last number is right."""
-    strict = extract_strict(text)
-    flexible = extract_flexible(text)
+    """Strict: the first "The answer is N" is right. Flexible: the last number is right.
+
+    Either is wrong when it is a hedge naming two numbers (``1000 or 1001``); ``extracted`` is
+    then the alternatives joined by `` or ``.
+    """
+    strict_alts, flex_alts = strict_alternatives(text), flexible_alternatives(text)
+    strict, strict_hedged = resolve(strict_alts)
+    flexible, flex_hedged = resolve(flex_alts)
+    if strict_hedged:
+        extracted: str | None = " or ".join(strict_alts or [])
+    elif strict is not None:
+        extracted = strict
+    elif flex_hedged:
+        extracted = " or ".join(reversed(flex_alts or []))
+    else:
+        extracted = flexible
     return GradeResult(
         strict=float(same_number(strict, reference)),
         flexible=float(same_number(flexible, reference)),
-        extracted=strict if strict is not None else flexible,
+        extracted=extracted,
+    )
+
+
+def grade_lm_eval(text: str, reference: str) -> GradeResult:
+    """lm-eval ``gsm8k_cot`` as it is: its two regex filters and ``exact_match``."""
+    strict, flexible = lm_eval_strict(text), lm_eval_flexible(text)
+    return GradeResult(
+        strict=float(lm_eval_exact_match(strict, reference)),
+        flexible=float(lm_eval_exact_match(flexible, reference)),
+        extracted=strict,
     )
 
 
@@ -44,7 +76,7 @@ def _exemplars(path: str | None) -> tuple[Exemplar, ...]:
 
 class GSM8K(Task):
     name = "gsm8k"
-    version = "1"
+    version = "2"  # 2: a hedge ("1000 or 1001") is wrong under both; ".5" is 0.5
     description = "GSM8K maths word problems, chain of thought, 'The answer is N.'"
     splits = ("test", "train")
     default_kshot = 4
@@ -63,3 +95,13 @@ class GSM8K(Task):
 
     def grade(self, text: str, reference: str) -> GradeResult:
         return grade_number(text, reference)
+
+
+class GSM8KLmEval(GSM8K):
+    """``gsm8k`` graded exactly as lm-eval's ``gsm8k_cot`` does (``gsm8k:lm-eval``)."""
+
+    variant = "lm-eval"
+    version = "1"
+
+    def grade(self, text: str, reference: str) -> GradeResult:
+        return grade_lm_eval(text, reference)

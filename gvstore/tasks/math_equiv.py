@@ -68,8 +68,18 @@ def equivalent_now(a: str, b: str) -> bool:
     return bool(sympy.simplify(diff) == 0)
 
 
+def equivalent_lm_eval(a: str, b: str) -> bool:
+    """lm-eval ``minerva_math.is_equiv`` as it is: ``simplify(a - b) == 0``, nothing else."""
+    import sympy
+
+    return bool(sympy.simplify(_parse(a) - _parse(b)) == 0)
+
+
+_MODES = {"gvstore": equivalent_now, "lm-eval": equivalent_lm_eval}
+
+
 def _serve() -> None:  # pragma: no cover - runs in the child process
-    """The worker loop: one JSON ``[a, b]`` per stdin line, one ``true``/``false`` back."""
+    """The worker loop: one JSON ``[a, b, mode]`` per stdin line, one ``true``/``false`` back."""
     try:
         import resource
 
@@ -82,8 +92,8 @@ def _serve() -> None:  # pragma: no cover - runs in the child process
     sys.stdout.flush()
     for line in sys.stdin:
         try:
-            a, b = json.loads(line)
-            ok = equivalent_now(str(a), str(b))
+            a, b, mode = json.loads(line)
+            ok = _MODES[mode](str(a), str(b))
         except BaseException:  # noqa: BLE001 - any failure of SymPy is a non-match
             ok = False
         sys.stdout.write("true\n" if ok else "false\n")
@@ -127,7 +137,8 @@ class _Worker:
                 if f is not None:
                     f.close()
 
-    def ask(self, a: str, b: str, timeout: float, startup: float) -> bool:
+    def ask(self, a: str, b: str, timeout: float, startup: float, mode: str = "gvstore",
+            ) -> bool:
         with self.lock:
             proc = self.proc
             if proc is None or proc.poll() is not None:
@@ -137,7 +148,7 @@ class _Worker:
                     return False
             assert proc.stdin is not None
             try:
-                proc.stdin.write(json.dumps([a, b]).encode() + b"\n")
+                proc.stdin.write(json.dumps([a, b, mode]).encode() + b"\n")
                 proc.stdin.flush()
             except OSError:
                 self.stop()
@@ -152,11 +163,15 @@ class _Worker:
 _WORKER = _Worker()
 
 
-def equivalent(a: str, b: str, timeout: float = DEFAULT_TIMEOUT_S) -> bool:
-    """``equivalent_now`` in the worker process, bounded by ``timeout`` seconds; never raises."""
+def equivalent(a: str, b: str, timeout: float = DEFAULT_TIMEOUT_S, mode: str = "gvstore",
+               ) -> bool:
+    """``equivalent_now`` (or, with ``mode="lm-eval"``, ``equivalent_lm_eval``) in the worker
+    process, bounded by ``timeout`` seconds; never raises."""
+    if mode not in _MODES:
+        raise ValueError(f"unknown equivalence mode {mode!r}")
     if not a or not b or len(a) > MAX_CHARS or len(b) > MAX_CHARS:
         return False
-    return _WORKER.ask(a, b, timeout, startup=60.0)
+    return _WORKER.ask(a, b, timeout, startup=60.0, mode=mode)
 
 
 def shutdown() -> None:

@@ -1,4 +1,5 @@
-"""MATH (Hendrycks et al. 2021) and MATH-500, graded like lm-eval's ``minerva_math``.
+"""MATH (Hendrycks et al. 2021) and MATH-500, graded like lm-eval's ``minerva_math``, minus
+the rules that credit wrong answers (docs/tasks.md lists every deviation and why).
 
 Prompt: ``Problem:\\n<problem>\\n\\nSolution:``, after 4 Minerva exemplars whose solutions end
 "Final Answer: The final answer is $X$. I hope it is correct." Reference: the content of the
@@ -9,16 +10,24 @@ last ``\\boxed{...}`` of the solution (braces matched).
   equivalent to the reference;
 * flexible: that answer if present, else the last ``\\boxed{}``, else the last ``$...$``.
 
-Both sides are normalised by Minerva's procedure (``normalize_final_answer``). Equivalence:
-equal normalised strings; else equal after a light LaTeX clean-up (``\\dfrac`` -> ``\\frac``,
-``\\left``/``\\right`` dropped, ...); else tuples and intervals with the same brackets compared
-element by element; else SymPy (``math_equiv.equivalent``, bounded in time).
+A hedge (``$3$ or $7$``, ``\\boxed{3} or \\boxed{7}``, ``3 \\text{ or } 7``) whose alternatives
+are not all equivalent is no answer: 0 under both. Both sides are normalised by Minerva's
+procedure (``normalize_final_answer``), except that commas are dropped only from a number with
+thousands groups (``1,000``), never from a list (``2,3`` stays a list). Equivalence: equal
+normalised strings; else equal after a light LaTeX clean-up (``\\dfrac`` -> ``\\frac``,
+``\\left``/``\\right`` dropped, ``.5`` -> ``0.5``, ...); letters and words (``ACE``,
+``Monday``, ``(C)``) only as strings; tuples, intervals and bare lists element by element;
+else SymPy (``math_equiv.equivalent``, bounded in time).
+
+``MathLmEval`` is lm-eval's ``exact_match`` as it is, under its own grader name
+``math:lm-eval``, for numbers comparable with the harness's; never the default.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 
@@ -54,8 +63,16 @@ _FINAL_PREFIX = "Final Answer: The final answer is"
 _FINAL_SUFFIX = " I hope it is correct."
 
 
-def normalize_final_answer(answer: str) -> str:
-    """Minerva's normalisation (Lewkowycz et al. 2022, appendix D), as lm-eval applies it."""
+_THOUSANDS = re.compile(r"-?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
+
+
+def normalize_final_answer(answer: str, *, minerva_commas: bool = True) -> str:
+    """Minerva's normalisation (Lewkowycz et al. 2022, appendix D), as lm-eval applies it.
+
+    Its last step drops every comma when only digits would be left, so the list ``2,3`` becomes
+    the number ``23``. With ``minerva_commas=False`` commas are dropped only from a number in
+    thousands groups (``1,000``, ``61,328``, ``1,000.5``); a list keeps them.
+    """
     s = answer.split("=")[-1]
     for before, after in SUBSTITUTIONS:
         s = s.replace(before, after)
@@ -64,33 +81,48 @@ def normalize_final_answer(answer: str) -> str:
     for pattern, repl in _REWRITES:
         s = pattern.sub(repl, s)
     s = s.replace("$", "")
-    if s.replace(",", "").isdigit():
+    if minerva_commas:
+        if s.replace(",", "").isdigit():
+            s = s.replace(",", "")
+    elif _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
     return s
 
 
-def last_boxed(text: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``, or ``\\boxed X``)."""
-    if "\\boxed " in text:
-        return text.split("\\boxed ")[-1].split("$")[0]
-    idx = text.rfind("\\boxed")
-    if idx < 0:
-        idx = text.rfind("\\fbox")
-        if idx < 0:
-            return None
-    open_at = text.find("{", idx)
+def _boxed_span(text: str, idx: int, stop: int) -> tuple[int, str] | None:
+    """The end and content of the ``\boxed{...}`` (or ``\fbox{...}``) at ``idx``, braces
+    matched before ``stop``; None if it is not one."""
+    open_at = text.find("{", idx, stop)
     if open_at < 0 or text[idx:open_at] not in ("\\boxed", "\\fbox"):
         return None
     depth = 0
-    for i in range(open_at, len(text)):
+    for i in range(open_at, stop):
         c = text[i]
         if c == "{":
             depth += 1
         elif c == "}":
             depth -= 1
             if depth == 0:
-                return text[open_at + 1 : i]
+                return i + 1, text[open_at + 1 : i]
     return None
+
+
+def _last_boxed_at(text: str) -> tuple[int, str] | None:
+    idx = text.rfind("\\boxed")
+    if idx < 0:
+        idx = text.rfind("\\fbox")
+        if idx < 0:
+            return None
+    span = _boxed_span(text, idx, len(text))
+    return None if span is None else (idx, span[1])
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``, or ``\\boxed X``)."""
+    if "\\boxed " in text:
+        return text.split("\\boxed ")[-1].split("$")[0]
+    found = _last_boxed_at(text)
+    return None if found is None else found[1]
 
 
 def extract_final_answer(text: str) -> str | None:
@@ -117,6 +149,23 @@ def extract_final_answer(text: str) -> str | None:
         pos = line_end
 
 
+def _math_spans(text: str) -> list[str]:
+    t = text.replace("$$", "$")
+    out: list[str] = []
+    end = t.rfind("$")
+    while end >= 0:
+        start = t.rfind("$", 0, end)
+        if start < 0:
+            break
+        out.append(t[start + 1 : end].strip())
+        end = t.rfind("$", 0, start)
+        if len(out) > MAX_ALTERNATIVES or end < 0:
+            break
+        if not _HEDGE_GAP.fullmatch(t, end + 1, start):
+            break
+    return out
+
+
 def last_math(text: str) -> str | None:
     """The content of the last ``$...$`` pair (``$$...$$`` too), or None."""
     t = text.replace("$$", "$")
@@ -129,18 +178,112 @@ def last_math(text: str) -> str | None:
     return t[start + 1 : end].strip()
 
 
+# ---- hedges: "$3$ or $7$" names two answers, which is no answer --------------------------
+
+MAX_ALTERNATIVES = 8
+_TEXT_CMD = r"\\(?:text|textrm|textnormal|textit|textbf|textsf|mathrm|mathit|mbox|operatorname)"
+_OR_WORD = r"(?:and\s*/\s*or|or)"
+_CONNECTIVE = (rf"{_TEXT_CMD}\s*\{{\s*(?:,\s*)?{_OR_WORD}\s*\}}"
+               rf"|(?<![A-Za-z\\]){_OR_WORD}(?![A-Za-z])")
+_OR_SPLIT = re.compile(_CONNECTIVE, re.IGNORECASE)
+_FILL = r"(?:[\s$,;:]|\\[,;:! ]|\\q?quad(?![A-Za-z]))"
+_FILL_WORDS = r"(?:either|possibly|maybe|perhaps|equivalently|alternatively)(?![A-Za-z])"
+_GAP_FILL = r"(?:[\s$,;:()]|\\[,;:! ]|\\q?quad(?![A-Za-z]))"
+_HEDGE_GAP = re.compile(
+    rf"{_GAP_FILL}*(?:{_CONNECTIVE}){_GAP_FILL}*(?:{_FILL_WORDS}{_GAP_FILL}*)?", re.IGNORECASE,
+)
+_EDGE = re.compile(rf"^(?:{_FILL}|{_FILL_WORDS})+|{_FILL}+$", re.IGNORECASE)
+
+
+def _strip_alternative(a: str) -> str:
+    """An alternative without the filler round it (``, possibly $7$)`` -> ``7``)."""
+    a = _EDGE.sub("", a)
+    for _ in range(2):  # a parenthesis the connective cut off: "3 (or 7)"
+        if a.count("(") > a.count(")") and (a.startswith("(") or a.endswith("(")):
+            a = a[1:] if a.startswith("(") else a[:-1]
+        if a.count(")") > a.count("(") and (a.startswith(")") or a.endswith(")")):
+            a = a[:-1] if a.endswith(")") else a[1:]
+        a = _EDGE.sub("", a)
+    return a
+
+
+def alternatives(answers: Sequence[str]) -> list[str]:
+    """The answers a text offers: ``answers`` (joined by connectives in the text), each split
+    at "or" (``3 \\text{ or } 7``, ``$3$ or $7$``); a plain answer is a list of one."""
+    out: list[str] = []
+    for ans in answers:
+        parts = [_strip_alternative(x) for x in _OR_SPLIT.split(ans)]
+        parts = [x for x in parts if x]
+        out += parts if len(parts) > 1 else [ans]
+    return out
+
+
+def resolve_hedge(answers: Sequence[str], timeout: float = math_equiv.DEFAULT_TIMEOUT_S,
+                  ) -> tuple[str | None, bool]:
+    """``(answer, hedged)``: the first alternative when all are equivalent, else ``(None,
+    True)``. ``answers`` are the raw answers of one extraction, the last first."""
+    alts = alternatives(list(reversed(answers)))
+    if len(alts) <= 1:
+        return (alts[0] if alts else None), False
+    if len(alts) > MAX_ALTERNATIVES:
+        return None, True
+    norms = [_normalized(a) for a in alts]
+    first = norms[0]
+    if first is None:
+        return None, True
+    for other in norms[1:]:
+        if other is None or not (other == first or is_equiv(other, first, timeout)):
+            return None, True
+    return alts[0], False
+
+
+def _boxed_chain(text: str) -> list[str]:
+    """The last ``\\boxed{}`` content, then those before it joined to it by "or", last first."""
+    if "\\boxed " in text:
+        last = last_boxed(text)
+        return [] if last is None else [last]
+    found = _last_boxed_at(text)
+    if found is None:
+        return []
+    start, content = found
+    out = [content]
+    while len(out) <= MAX_ALTERNATIVES:
+        window = max(0, start - 2 * MAX_ANSWER_CHARS)
+        prev = max(text.rfind("\\boxed", window, start), text.rfind("\\fbox", window, start))
+        if prev < 0:
+            break
+        span = _boxed_span(text, prev, start)
+        if span is None or not _HEDGE_GAP.fullmatch(text, span[0], start):
+            break
+        out.append(span[1])
+        start = prev
+    return out
+
+
+# ---- equivalence ---------------------------------------------------------------------------
+
 _CLEANUPS: tuple[tuple[str, str], ...] = (
     ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\left", ""), ("\\right", ""),
     ("\\le(", "("), ("\\le[", "["), ("\\!", ""), ("\\,", ""), ("\\%", ""), ("%", ""),
     ("\\displaystyle", ""), ("^{\\prime}", "'"),
 )
+_BARE_DECIMAL = re.compile(r"(?<![0-9A-Za-z}])\.(?=[0-9])")
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_WORD = re.compile(r"\(([A-Za-z]+)\)|([A-Za-z]+)")
 
 
 def clean_latex(s: str) -> str:
-    """A light clean-up beyond Minerva's: display variants and sizing commands dropped."""
+    """A light clean-up beyond Minerva's: display variants and sizing commands dropped, a
+    decimal with no leading digit given one (``.5`` -> ``0.5``)."""
     for before, after in _CLEANUPS:
         s = s.replace(before, after)
-    return s.strip().rstrip(".")
+    return _BARE_DECIMAL.sub("0.", s.strip().rstrip("."))
+
+
+def _word(s: str) -> str | None:
+    """The letters of a letter answer or a word (``ACE``, ``Monday``, ``(C)`` -> ``C``)."""
+    m = _WORD.fullmatch(s)
+    return None if m is None else (m.group(1) or m.group(2))
 
 
 def _split_top(s: str) -> list[str]:
@@ -162,17 +305,20 @@ def _split_top(s: str) -> list[str]:
 
 
 def _tuple_parts(s: str) -> tuple[str, str, list[str]] | None:
-    """``(a,b]`` -> ``("(", "]", ["a", "b"])`` when the brackets wrap the whole string."""
-    if len(s) < 2 or s[0] not in "([" or s[-1] not in ")]":
-        return None
-    depth = 0
-    for i, c in enumerate(s):
-        depth += c in "([{"
-        depth -= c in ")]}"
-        if depth == 0 and i < len(s) - 1:
-            return None  # the first bracket closes before the end: not one tuple
-    inner = _split_top(s[1:-1])
-    return (s[0], s[-1], inner) if len(inner) > 1 else None
+    """``(a,b]`` -> ``("(", "]", ["a", "b"])`` when the brackets wrap the whole string; a bare
+    list ``a,b`` -> ``("", "", ["a", "b"])``."""
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
+        depth = 0
+        for i, c in enumerate(s):
+            depth += c in "([{"
+            depth -= c in ")]}"
+            if depth == 0 and i < len(s) - 1:
+                break  # the first bracket closes before the end: not one tuple
+        else:
+            inner = _split_top(s[1:-1])
+            return (s[0], s[-1], inner) if len(inner) > 1 else None
+    parts = _split_top(s)
+    return ("", "", parts) if len(parts) > 1 else None
 
 
 def is_equiv(pred: str, gold: str, timeout: float = math_equiv.DEFAULT_TIMEOUT_S) -> bool:
@@ -189,39 +335,62 @@ def is_equiv(pred: str, gold: str, timeout: float = math_equiv.DEFAULT_TIMEOUT_S
         if ta is None or tb is None or ta[:2] != tb[:2] or len(ta[2]) != len(tb[2]):
             return False
         return all(is_equiv(x, y, timeout) for x, y in zip(ta[2], tb[2], strict=True))
+    wa, wb = _word(a), _word(b)
+    if wa is not None or wb is not None:
+        return wa == wb  # letters name points, choices, days: never a commutative product
+    if _DECIMAL.fullmatch(a) and _DECIMAL.fullmatch(b):
+        return Decimal(a) == Decimal(b)
     return math_equiv.equivalent(a, b, timeout)
 
 
 _ROW_BREAK = re.compile(r"\\\\\s+")
 
 
-def _normalized(ans: str | None) -> str | None:
+def _normalized(ans: str | None, *, minerva_commas: bool = False) -> str | None:
     if ans is None or len(ans) > MAX_ANSWER_CHARS:
         return None
     # Minerva drops every "\\ " (backslash, space): a row break "\\\\ 2" would become "\\2"
-    return normalize_final_answer(_ROW_BREAK.sub(r"\\\\", ans))
+    return normalize_final_answer(_ROW_BREAK.sub(r"\\\\", ans), minerva_commas=minerva_commas)
+
+
+def _hedge_mark(answers: Sequence[str]) -> str:
+    return "[hedge] " + " | ".join(alternatives(list(reversed(answers))))[:MAX_ANSWER_CHARS]
 
 
 def grade_math(text: str, reference: str, timeout: float = math_equiv.DEFAULT_TIMEOUT_S,
                ) -> GradeResult:
     gold = _normalized(reference) or ""
     final = extract_final_answer(text)
-    flexible_raw = final
-    if flexible_raw is None:
-        flexible_raw = last_boxed(text)
-    if flexible_raw is None:
-        flexible_raw = last_math(text)
-    strict_ok = False
-    norm_final = _normalized(final)
-    if norm_final is not None:
-        strict_ok = is_equiv(norm_final, gold, timeout)
-    if flexible_raw is final:
-        flexible_ok = strict_ok
-    else:
-        norm_flex = _normalized(flexible_raw)
-        flexible_ok = norm_flex is not None and is_equiv(norm_flex, gold, timeout)
-    extracted = norm_final if norm_final is not None else _normalized(flexible_raw)
-    return GradeResult(float(strict_ok), float(flexible_ok), extracted)
+    if final is not None:
+        # the answer line counts for both: a hedge there is no answer, with no fallback
+        answer, hedged = resolve_hedge([final], timeout)
+        if hedged:
+            return GradeResult(0.0, 0.0, _hedge_mark([final]))
+        norm = _normalized(answer)
+        ok = norm is not None and is_equiv(norm, gold, timeout)
+        return GradeResult(float(ok), float(ok), norm)
+    chain = _boxed_chain(text) or _math_spans(text)
+    if not chain:
+        return GradeResult(0.0, 0.0, None)
+    answer, hedged = resolve_hedge(chain, timeout)
+    if hedged:
+        return GradeResult(0.0, 0.0, _hedge_mark(chain))
+    norm = _normalized(answer)
+    ok = norm is not None and is_equiv(norm, gold, timeout)
+    return GradeResult(0.0, float(ok), norm)
+
+
+def grade_math_lm_eval(text: str, reference: str,
+                       timeout: float = math_equiv.DEFAULT_TIMEOUT_S) -> GradeResult:
+    """lm-eval ``minerva_math`` ``exact_match`` as it is: the final-answer line (else
+    ``[invalidanswer]``), Minerva's normalisation with its comma rule, and SymPy alone (no
+    string match, no hedge rule). Strict and flexible are the same number."""
+    final = extract_final_answer(text)
+    pred = normalize_final_answer(final) if final is not None else INVALID
+    gold = normalize_final_answer(reference)
+    ok = (pred != INVALID and len(pred) <= MAX_ANSWER_CHARS
+          and math_equiv.equivalent(pred, gold, timeout, mode="lm-eval"))
+    return GradeResult(float(ok), float(ok), pred)
 
 
 @cache
@@ -232,7 +401,8 @@ def _exemplars(path: str | None) -> tuple[Exemplar, ...]:
 
 class MathTask(Task):
     name = "math"
-    version = "1"
+    # 2: letters and words as strings, hedges 0, commas dropped only from thousands, ".5"
+    version = "2"
     description = "MATH competition problems (test: 5000, math500: 500), Minerva 4-shot"
     splits = ("test", "math500")
     default_kshot = 4
@@ -265,3 +435,12 @@ class MathTask(Task):
     def grade(self, text: str, reference: str) -> GradeResult:
         return grade_math(text, reference)
 
+
+class MathLmEval(MathTask):
+    """``math`` graded exactly as lm-eval's ``minerva_math`` ``exact_match`` does."""
+
+    variant = "lm-eval"
+    version = "1"
+
+    def grade(self, text: str, reference: str) -> GradeResult:
+        return grade_math_lm_eval(text, reference)
