@@ -171,7 +171,8 @@ class Weigher:
         recorded = recorded_rounds(comps)
         if r > recorded:  # a group with no match of its own has recorded 0 rounds
             raise GvstoreError(
-                f"tournament:rounds={r} needs {r} recorded rounds, but verifier "
+                f"tournament:rounds={r} needs {r} recorded round{'s' if r != 1 else ''}, "
+                f"but verifier "
                 f"{g.verifier!r} played {recorded} on {g.generator}/{g.task} round {g.round}"
             )
         compared = np.zeros(g.n_prompts, dtype=bool)
