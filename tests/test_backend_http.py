@@ -327,6 +327,361 @@ def test_usable_inside_a_running_event_loop(server: FakeServer) -> None:
         b.sample(reqs(1))
 
 
+# ---- bounds: time per try and per request, answer size, keys over plain HTTP ----------------
+
+
+class RawServer:
+    """A stdlib HTTP server on 127.0.0.1 whose every request is answered by ``respond(h)``
+    (``h``: the handler). It counts the body bytes it managed to send (``sent``) and lets a
+    stalled handler go (``release``) when it stops."""
+
+    def __init__(self, respond: Any) -> None:
+        self.sent = 0
+        self.requests = 0
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._go()
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self._go()
+
+            def _go(self) -> None:
+                with server.lock:
+                    server.requests += 1
+                try:
+                    respond(self)
+                except OSError:  # the client hung up: what a cap or a timeout should do
+                    self.close_connection = True
+
+            def write(self, data: bytes) -> None:
+                self.wfile.write(data)
+                self.wfile.flush()
+                with server.lock:
+                    server.sent += len(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd.raw = self  # type: ignore[attr-defined]  (for the handlers)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,),
+                                       daemon=True)
+
+    def __enter__(self) -> RawServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def headers(h: Any, status: int = 200, **extra: str) -> None:
+    h.send_response(status)
+    h.send_header("Content-Type", "application/json")
+    for k, v in extra.items():
+        h.send_header(k.replace("_", "-"), v)
+    h.end_headers()
+
+
+def released(h: Any, wait: float = 0.0) -> bool:
+    """Whether the test is over (the server stopping), after waiting up to ``wait`` s."""
+    return bool(h.server.raw.release.wait(wait))
+
+
+def stall(h: Any) -> None:
+    """Accept the request and never answer (until the test ends)."""
+    released(h, 30)
+
+
+def test_defaults_bound_a_request_to_minutes_not_an_hour() -> None:
+    b = OpenAIBackend(FAKE_MODEL, base_urls="http://127.0.0.1:9", tokenizer=FakeTokenizer())
+    b.close()
+    # Per try: a 512-token completion (the study's max_tokens) at 4 tokens/s takes 128 s, so
+    # 120 s is about that; one request ends after 300 s however many tries are left (it was
+    # 600 s x 6 tries plus back-off: over an hour).
+    assert (b.timeout, b.deadline, b.connect_timeout, b.max_retries) == (120.0, 300.0, 10.0, 5)
+    assert b.max_response_bytes == 16 * 1024 * 1024
+
+
+def test_a_stalled_server_costs_the_per_try_timeout_per_try() -> None:
+    with RawServer(stall) as s:
+        b = client(s.url, served_model_name="m", timeout=0.4, max_retries=1, deadline=30.0)
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(GvstoreError) as err:
+                b.sample(reqs(1))
+        finally:
+            b.close()
+        took = time.monotonic() - t0
+    msg = str(err.value)
+    # 2 tries of 0.4 s and one back-off of at most 0.01 s: 0.8 s, well before the deadline
+    assert 0.75 <= took < 2.0
+    assert "failed 2 times" in msg and f"no answer from {s.url}/v1/completions within 0.4" in msg
+    assert "\n" not in msg and s.requests == 2
+
+
+def test_the_deadline_ends_a_request_whatever_its_retries() -> None:
+    with RawServer(stall) as s:
+        b = client(s.url, served_model_name="m", timeout=0.5, deadline=1.2, max_retries=50)
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(GvstoreError, match=r"within the deadline of 1\.2 s \(3 tries "
+                                                   r"of at most 0\.5 s") as err:
+                b.sample(reqs(1))
+        finally:
+            b.close()
+        took = time.monotonic() - t0
+    # tries of 0.5, 0.5 and the 0.2 s left (back-offs of ~0.01 s included): 1.2 s, not 51 tries
+    assert 1.15 <= took < 2.5
+    assert s.requests == 3 and s.url in str(err.value)
+
+
+def test_the_timeout_covers_a_body_that_trickles() -> None:
+    def trickle(h: Any) -> None:  # headers at once, then one byte every 50 ms
+        headers(h, Content_Length="100000")
+        for _ in range(100000):
+            if released(h, 0.05):
+                return
+            h.write(b" ")
+
+    with RawServer(trickle) as s:
+        b = client(s.url, served_model_name="m", timeout=0.5, max_retries=0)
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(GvstoreError, match="no answer from .* within 0.5"):
+                b.sample(reqs(1))
+        finally:
+            b.close()
+        assert time.monotonic() - t0 < 1.5
+        assert 3 <= s.sent <= 12  # ~10 bytes in 0.5 s: the read was cut, not waited out
+
+
+CAP = 1024 * 1024
+HUGE = 300 * 1000 * 1000
+
+
+def stream(h: Any, total: int = HUGE) -> None:
+    """Write ``total`` bytes of JSON-looking filler in 1 MiB chunks (until the client goes)."""
+    chunk = b" " * CAP
+    for _ in range(total // CAP):
+        if released(h):
+            return
+        h.write(chunk)
+
+
+def claimed_huge(h: Any) -> None:
+    headers(h, Content_Length=str(HUGE))
+    stream(h)
+
+
+def chunked_huge(h: Any) -> None:  # no length announced: the cap must count what it reads
+    headers(h, Transfer_Encoding="chunked")
+    chunk = b"%x\r\n" % (64 * 1024) + b" " * (64 * 1024) + b"\r\n"
+    for _ in range(HUGE // len(chunk)):
+        if released(h):
+            return
+        h.write(chunk)
+
+
+@pytest.mark.parametrize("respond", [claimed_huge, chunked_huge])
+def test_an_answer_over_the_cap_is_an_error_and_never_read_whole(respond: Any) -> None:
+    import resource
+
+    with RawServer(respond) as s:
+        b = client(s.url, served_model_name="m", max_response_bytes=CAP, max_retries=3)
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, the peak so far
+        try:
+            with pytest.raises(GvstoreError) as err:
+                b.sample(reqs(1))
+        finally:
+            b.close()
+        time.sleep(0.2)  # let the server notice the hang-up
+        sent = s.sent
+    msg = str(err.value)
+    assert s.url in msg and f"{CAP} bytes" in msg and "max_response_bytes" in msg
+    assert "\n" not in msg
+    assert s.requests == 1  # not retried: the server would send it again
+    # What left the server before the client hung up: the cap plus what the kernel's socket
+    # buffers hold (a few MiB on loopback), not 300 MB.
+    assert sent < 40 * CAP
+    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
+    assert grew < 100 * 1024  # KiB: far below the 300 MB a whole read would need
+
+
+def test_an_answer_at_the_cap_is_read_and_one_byte_over_is_not() -> None:
+    answer = {"choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}],
+              "usage": {"completion_tokens": 1}}
+    raw = json.dumps(answer).encode()
+    raw += b" " * (2048 - len(raw))  # exactly 2048 bytes of valid JSON
+
+    def exact(h: Any) -> None:
+        headers(h, Content_Length=str(len(raw)))
+        h.write(raw)
+
+    def unannounced(h: Any) -> None:  # the same body, its end marked by closing
+        h.close_connection = True
+        h.send_response(200)
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.write(raw)
+
+    for respond in (exact, unannounced):
+        with RawServer(respond) as s:
+            b = client(s.url, served_model_name="m", max_response_bytes=2048)
+            try:
+                assert b.sample(reqs(1))[0].text == "ok"
+            finally:
+                b.close()
+            b = client(s.url, served_model_name="m", max_response_bytes=2047)
+            try:
+                with pytest.raises(GvstoreError, match=r"(2048 bytes, over|more than 2047 "
+                                                       r"bytes).*max_response_bytes"):
+                    b.sample(reqs(1))
+            finally:
+                b.close()
+
+
+def test_an_error_answer_is_read_only_in_part_and_named_on_one_line() -> None:
+    def bad(h: Any) -> None:
+        headers(h, 400, Content_Length=str(HUGE))
+        h.write(b"line one\nline two\n")
+        stream(h)
+
+    with RawServer(bad) as s:
+        b = client(s.url, served_model_name="m")
+        try:
+            with pytest.raises(GvstoreError) as err:
+                b.sample(reqs(1))
+        finally:
+            b.close()
+        time.sleep(0.2)
+        assert s.sent < 40 * CAP
+    msg = str(err.value)
+    assert msg.startswith(f"{s.url}/v1/completions refused the request: HTTP 400: "
+                          "'line one\\nline two\\n")
+    assert "\n" not in msg
+
+
+def test_redirects_are_not_followed() -> None:
+    with FakeServer() as elsewhere:
+        def moved(h: Any) -> None:
+            headers(h, 307, Location=elsewhere.url + "/v1/completions", Content_Length="0")
+
+        with RawServer(moved) as s:
+            b = client(s.url, served_model_name="m", api_key="sk-secret")
+            try:
+                with pytest.raises(GvstoreError, match="HTTP 307 .redirect to .* not followed"):
+                    b.sample(reqs(1))
+            finally:
+                b.close()
+        assert elsewhere.posts == []  # the key never went to the other host
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.5:8000", "http://gpu1:8000",
+                                 "http://127.0.0.1:8000,http://[fe80::1]:8000",
+                                 "http://localhost.example.com", "http://0.0.0.0:8000"])
+def test_a_key_over_plain_http_off_this_machine_is_refused_before_connecting(
+        url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def no_network(*a: Any, **k: Any) -> None:
+        raise AssertionError("connected")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.delenv("GVSTORE_OPENAI_ALLOW_HTTP_KEY", raising=False)
+    with pytest.raises(GvstoreError, match="refusing to send the API key .api_key. over plain "
+                                           "HTTP to http://") as err:
+        client(url, api_key="sk-secret")
+    assert "sk-secret" not in str(err.value) and "\n" not in str(err.value)
+    # a key from the environment too (the user's real OpenAI key, most likely)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    with pytest.raises(GvstoreError, match=r"\$OPENAI_API_KEY") as err:
+        client(url)
+    assert "sk-from-env" not in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://127.3.2.1:8000",
+                                 "http://[::1]:8000", "http://localhost:8000",
+                                 "http://LOCALHOST.:8000", "http://[::ffff:127.0.0.1]:8000",
+                                 "https://10.0.0.5:8000", "https://gpu1"])
+def test_a_key_is_sent_to_loopback_or_over_https(url: str) -> None:
+    client(url, api_key="sk-secret").close()
+
+
+def test_a_key_over_plain_http_when_allowed_and_no_key_at_all(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    client("http://10.0.0.5:8000").close()  # no key, nothing to leak
+    client("http://10.0.0.5:8000", api_key="sk-x", allow_http_key=True).close()
+    monkeypatch.setenv("GVSTORE_OPENAI_ALLOW_HTTP_KEY", "1")
+    client("http://10.0.0.5:8000", api_key="sk-x").close()
+    with pytest.raises(GvstoreError, match="refusing"):
+        client("http://10.0.0.5:8000", api_key="sk-x", allow_http_key=False)
+
+
+def test_the_key_reaches_a_loopback_server() -> None:
+    seen: list[str | None] = []
+
+    def echo_auth(h: Any) -> None:
+        seen.append(h.headers.get("Authorization"))
+        raw = json.dumps({"data": [{"id": "m"}]}).encode()
+        headers(h, Content_Length=str(len(raw)))
+        h.write(raw)
+
+    with RawServer(echo_auth) as s:
+        b = client(s.url, api_key="sk-local")
+        try:
+            b.served_model_name = None
+            b._run(b._model_name())
+        finally:
+            b.close()
+    assert seen == ["Bearer sk-local"]
+
+
+@pytest.mark.parametrize(("option", "value", "words"), [
+    ("timeout", 0, r"timeout must be in \(0, 3600\] s, got 0"),
+    ("timeout", 4000.0, r"timeout must be in \(0, 3600\]"),
+    ("timeout", float("nan"), "timeout must be"),
+    ("timeout", "10", "timeout must be"),
+    ("deadline", 5.0, r"deadline must be in \[10, 86400\] s \(at least timeout\), got 5.0"),
+    ("connect_timeout", 0.0, r"connect_timeout must be in \(0, 3600\] s, got 0.0"),
+    ("max_response_bytes", 100, r"max_response_bytes must be an integer in \[1024, "),
+    ("max_response_bytes", 2 ** 31, "max_response_bytes must be"),
+    ("max_retries", -1, r"max_retries must be an integer in \[0, 100\], got -1"),
+    ("max_retries", True, "max_retries must be"),
+    ("concurrency", 0, "concurrency must be"),
+    ("backoff", 60.0, r"backoff must be in \[0, 30\] s \(at most max_backoff\)"),
+    ("max_backoff", -1.0, "max_backoff must be"),
+])
+def test_settings_out_of_bounds_are_one_line_errors(option: str, value: Any, words: str) -> None:
+    with pytest.raises(GvstoreError, match=words) as err:
+        client("http://127.0.0.1:8000", **{option: value})
+    assert str(err.value).startswith(f"the openai back end's {option} must")
+    assert "\n" not in str(err.value)
+
+
+def test_a_url_with_credentials_is_refused() -> None:
+    with pytest.raises(GvstoreError, match=r"http://\.\.\.@h holds a user name") as err:
+        normalise_urls("http://me:pw@h:8000")
+    assert "pw" not in str(err.value)
+    with pytest.raises(GvstoreError, match="no host"):
+        normalise_urls("http://:8000")
+    with pytest.raises(GvstoreError, match="not a valid URL"):
+        normalise_urls("http://h:port")
+
+
 # ---- log-likelihoods ----------------------------------------------------------------------
 
 

@@ -5,8 +5,17 @@ Requests go to ``/v1/completions`` of each server in turn (round robin), at most
 its own (so it also works where the caller already runs a loop). A request that meets a 429
 (or 408, 409, 425), a 5xx, a dropped connection or a timeout is sent again, to the next
 server, after an exponential back-off with jitter (a ``Retry-After`` header is honoured);
-after ``max_retries`` retries a ``GvstoreError`` says what the last failure was. Other 4xx answers
-are errors at once: sending them again would not help.
+after ``max_retries`` retries a ``GvstoreError`` says what the last failure was. Other 4xx (and
+3xx: redirects are not followed) answers are errors at once: sending them again would not help.
+
+* **Bounds**: each try may take ``timeout`` seconds (default 120: a 512-token completion at
+  4 tokens/s), connecting ``connect_timeout`` of them; one request, its retries and back-off
+  included, ends after ``deadline`` seconds (default 300). An answer's body is read in chunks
+  up to ``max_response_bytes`` (default 16 MiB); a longer one (declared or streamed) is an
+  error naming the URL and the cap, and is never read whole.
+* **Keys stay off plain HTTP**: an API key with an ``http://`` URL whose host is not loopback
+  (127.0.0.0/8, ``::1``, ``localhost``) is refused before anything is sent, unless
+  ``allow_http_key`` (or ``$GVSTORE_OPENAI_ALLOW_HTTP_KEY=1``) says the network is trusted.
 
 * **Prompts are rendered here**, with the model's own Hugging Face tokenizer (loaded from the
   model's folder or GGUF file through ``gvstore.models.resolve``): the chat template for
@@ -36,13 +45,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
+import math
 import os
 import random
 import threading
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from gvstore.backends.base import LoglikRequest, Sample, SampleRequest
 from gvstore.backends.vllm_backend import (
@@ -59,8 +71,49 @@ from gvstore.records import Sampling
 T = TypeVar("T")
 URLS_ENV = "GVSTORE_OPENAI_BASE_URLS"
 """Where the base URLs come from when none are given (the CLI passes none)."""
+ALLOW_HTTP_KEY_ENV = "GVSTORE_OPENAI_ALLOW_HTTP_KEY"
+"""Set to ``1`` to send an API key over plain HTTP to a host that is not loopback."""
 RETRY_STATUS = frozenset({408, 409, 425, 429})
 """Statuses sent again (besides every 5xx): timeouts, conflicts and rate limits."""
+ERROR_BODY_BYTES = 64 * 1024
+"""How much of a non-200 answer is read (its start goes into the error message)."""
+CHUNK_BYTES = 64 * 1024
+
+# The defaults, and the bounds each setting is checked against (inclusive unless noted).
+DEFAULT_TIMEOUT_S = 120.0
+"""One try: a 512-token completion (the study's longest) at 4 tokens/s, plus its prefill."""
+DEFAULT_DEADLINE_S = 300.0
+"""One request, every try and back-off included."""
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+"""An answer of 512 tokens with ``logprobs`` is under 1 MiB; an echoed 8k-token prompt ~2 MiB."""
+MAX_TIMEOUT_S = 3600.0
+MAX_DEADLINE_S = 86400.0
+MAX_RETRIES = 100
+MAX_CONCURRENCY = 4096
+MIN_RESPONSE_BYTES = 1024
+MAX_RESPONSE_BYTES = 1024 ** 3
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """The start of a server's text for an error message: newlines and control characters
+    escaped (``repr``), so the message stays one line."""
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a URL's host, no port) is this machine: 127.0.0.0/8, ``::1`` (also
+    as an IPv4-mapped address) or ``localhost``. Names are not resolved."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
 
 
 def normalise_urls(base_urls: Sequence[str] | str) -> list[str]:
@@ -73,10 +126,54 @@ def normalise_urls(base_urls: Sequence[str] | str) -> list[str]:
             continue
         if not u.startswith(("http://", "https://")):
             raise GvstoreError(f"base URL {u!r} must start with http:// or https://")
+        try:
+            parts = urlsplit(u)
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError as exc:
+            raise GvstoreError(f"base URL {u!r} is not a valid URL: {exc}") from exc
+        if not parts.hostname:
+            raise GvstoreError(f"base URL {u!r} has no host")
+        if "@" in parts.netloc:
+            # it would be printed in every error message; a key goes in api_key
+            raise GvstoreError(f"base URL {parts.scheme}://...@{parts.hostname} holds a user "
+                               "name or password: pass the key as api_key instead")
         urls.append(u if u.endswith("/v1") else u + "/v1")
     if not urls:
         raise GvstoreError("the openai back end needs at least one base URL (base_urls)")
     return urls
+
+
+def check_key_transport(urls: Sequence[str], key_from: str, allow_http_key: bool) -> None:
+    """Refuse to send an API key in clear text off this machine: with a key, every ``http://``
+    URL must have a loopback host, unless ``allow_http_key``."""
+    if allow_http_key:
+        return
+    for u in urls:
+        parts = urlsplit(u)
+        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
+            raise GvstoreError(
+                f"refusing to send the API key ({key_from}) over plain HTTP to {u}: use "
+                f"https://, a loopback address, or allow_http_key=True (${ALLOW_HTTP_KEY_ENV}=1)"
+                " on a network you trust")
+
+
+def _number(name: str, value: object, low: float, high: float, *, low_open: bool = False,
+            unit: str = "") -> float:
+    """``value`` as a float checked against [low, high] (``(low, high]`` with ``low_open``)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    v = float(value) if ok else math.nan  # type: ignore[arg-type]
+    if not ok or not (low < v <= high if low_open else low <= v <= high):
+        lo = "(" if low_open else "["
+        raise GvstoreError(f"the openai back end's {name} must be in {lo}{low:g}, {high:g}]"
+                           f"{unit}, got {value!r}")
+    return v
+
+
+def _count(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise GvstoreError(f"the openai back end's {name} must be an integer in [{low}, {high}]"
+                           f", got {value!r}")
+    return value
 
 
 def load_tokenizer(resolved: Resolved) -> Any:
@@ -227,7 +324,13 @@ class OpenAIBackend:
     ``$GVSTORE_OPENAI_BASE_URLS``). ``api_key``: sent as a bearer
     token (default: ``$OPENAI_API_KEY`` when set). ``concurrency``: requests in flight at
     once over all servers. ``max_retries``: retries of one request after the first try.
-    ``timeout``: seconds one try may take. ``served_model_name``: the ``model`` field sent
+    ``timeout``: seconds one try may take (connecting, waiting and reading the answer);
+    ``connect_timeout``: seconds connecting may take (within ``timeout``); ``deadline``: seconds
+    one request may take over all its tries and back-offs (waits for a free ``concurrency``
+    slot, which are this client's own queue, are not counted). ``max_response_bytes``: the
+    largest answer read. ``allow_http_key``: send ``api_key`` over plain HTTP to hosts that
+    are not loopback (default: ``$GVSTORE_OPENAI_ALLOW_HTTP_KEY`` is ``1``; else refused).
+    ``served_model_name``: the ``model`` field sent
     (default: the one model the first server lists at ``/v1/models``). ``top_k_off``: the
     ``top_k`` that means no cut to the server: ``-1`` (every vLLM release) or ``0``
     (llama.cpp, which refuses ``-1``; recent vLLM takes it too). ``backoff`` and
@@ -246,7 +349,11 @@ class OpenAIBackend:
         api_key: str | None = None,
         concurrency: int = 8,
         max_retries: int = 5,
-        timeout: float = 600.0,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        deadline: float = DEFAULT_DEADLINE_S,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        allow_http_key: bool | None = None,
         served_model_name: str | None = None,
         prompt_format: Literal["tokens", "text"] = "tokens",
         top_k_off: int = -1,
@@ -263,9 +370,19 @@ class OpenAIBackend:
 
         if prompt_format not in ("tokens", "text"):
             raise GvstoreError(f"prompt_format must be 'tokens' or 'text', got {prompt_format!r}")
-        if concurrency < 1 or max_retries < 0 or timeout <= 0:
-            raise GvstoreError("the openai back end needs concurrency >= 1, max_retries >= 0 "
-                               "and timeout > 0")
+        self.concurrency = _count("concurrency", concurrency, 1, MAX_CONCURRENCY)
+        self.max_retries = _count("max_retries", max_retries, 0, MAX_RETRIES)
+        self.timeout = _number("timeout", timeout, 0, MAX_TIMEOUT_S, low_open=True, unit=" s")
+        self.deadline = _number("deadline", deadline, self.timeout, MAX_DEADLINE_S,
+                                unit=" s (at least timeout)")
+        # (a try's connecting is bounded by the try's own time as well)
+        self.connect_timeout = _number("connect_timeout", connect_timeout, 0, MAX_TIMEOUT_S,
+                                       low_open=True, unit=" s")
+        self.max_response_bytes = _count("max_response_bytes", max_response_bytes,
+                                         MIN_RESPONSE_BYTES, MAX_RESPONSE_BYTES)
+        self.max_backoff = _number("max_backoff", max_backoff, 0, MAX_TIMEOUT_S, unit=" s")
+        self.backoff = _number("backoff", backoff, 0, self.max_backoff,
+                               unit=" s (at most max_backoff)")
         self.model = model
         if base_urls is None:
             base_urls = os.environ.get(URLS_ENV, "")
@@ -273,18 +390,20 @@ class OpenAIBackend:
                 raise GvstoreError(f"the openai back end needs base_urls, or ${URLS_ENV} set "
                                    "to the servers' URLs (comma-separated)")
         self.urls = normalise_urls(base_urls)
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        self.concurrency = concurrency
-        self.max_retries = max_retries
-        self.timeout = timeout
+        key_from = "api_key"
+        if api_key is None and os.environ.get("OPENAI_API_KEY"):
+            api_key, key_from = os.environ["OPENAI_API_KEY"], "$OPENAI_API_KEY"
+        self.api_key = api_key or None
+        if allow_http_key is None:
+            allow_http_key = os.environ.get(ALLOW_HTTP_KEY_ENV, "") == "1"
+        if self.api_key:
+            check_key_transport(self.urls, key_from, allow_http_key)
         self.served_model_name = served_model_name
         self.prompt_format = prompt_format
         self.top_k_off = top_k_off
         self.max_samples_per_request = max(1, max_samples_per_request)
         self.logprobs = logprobs
         self.extra_body = dict(extra_body or {})
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.batch_size = batch_size
         resolved = resolve(model, models_dir)
         self.digest = resolved.digest
@@ -314,10 +433,9 @@ class OpenAIBackend:
         if self._session is None:
             self._sem = asyncio.Semaphore(self.concurrency)
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            # No session-wide timeout: each try gets its own (see _request).
             self._session = aiohttp.ClientSession(
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.timeout,
-                                              sock_connect=min(self.timeout, 30.0)),
+                headers=headers, timeout=aiohttp.ClientTimeout(total=None),
                 connector=aiohttp.TCPConnector(limit=self.concurrency),
             )
         return self._session
@@ -330,42 +448,108 @@ class OpenAIBackend:
                 delay = max(delay, min(float(retry_after), self.max_backoff))
         return delay
 
+    async def _read_capped(self, resp: Any, url: str, cap: int, *, strict: bool) -> bytes:
+        """At most ``cap`` bytes of an answer's body, read in chunks. Over the cap (a declared
+        ``Content-Length`` or the bytes streamed so far): an error with ``strict``, else the
+        first ``cap`` bytes (for an error message). The rest is never read."""
+        declared = resp.content_length
+        if strict and declared is not None and declared > cap:
+            raise GvstoreError(f"{url} answered {declared} bytes, over the limit of {cap} bytes "
+                               "(max_response_bytes)")
+        buf = bytearray()
+        while len(buf) <= cap:
+            chunk = await resp.content.read(min(CHUNK_BYTES, cap + 1 - len(buf)))
+            if not chunk:
+                return bytes(buf)
+            buf += chunk
+        if strict:
+            raise GvstoreError(f"{url} answered more than {cap} bytes, the limit "
+                               "(max_response_bytes); stopped reading there")
+        return bytes(buf[:cap])
+
+    async def _try(self, session: Any, method: str, url: str, body: dict[str, Any] | None,
+                   connect_timeout: float) -> tuple[dict[str, Any] | None, str, str | None]:
+        """One try (its time bound is the caller's): (the answer, "", None), or (None, what
+        went wrong, Retry-After) for a failure worth retrying. Other failures raise."""
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        async with session.request(method, url, json=body, allow_redirects=False,
+                                   timeout=timeout) as resp:
+            if resp.status == 200:
+                raw = await self._read_capped(resp, url, self.max_response_bytes, strict=True)
+                try:
+                    data = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    raise GvstoreError(f"{url} answered with invalid JSON: "
+                                       f"{_one_line(raw.decode('utf-8', 'replace'))}") from exc
+                if not isinstance(data, dict):
+                    raise GvstoreError(f"{url} answered {_one_line(str(data))}, not a JSON "
+                                       "object")
+                return data, "", None
+            cap = min(ERROR_BODY_BYTES, self.max_response_bytes)
+            text = (await self._read_capped(resp, url, cap, strict=False)).decode(
+                "utf-8", "replace")
+            if resp.status not in RETRY_STATUS and resp.status < 500:
+                where = resp.headers.get("Location")
+                moved = f" (redirect to {_one_line(where)} not followed)" if where else ""
+                raise GvstoreError(f"{url} refused the request: HTTP {resp.status}{moved}: "
+                                   f"{_one_line(text, 500)}")
+            return None, f"HTTP {resp.status} from {url}: {_one_line(text)}", \
+                resp.headers.get("Retry-After")
+
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None
                        ) -> dict[str, Any]:
-        """One request with retries, each try to the next server."""
+        """One request with retries, each try to the next server, each within ``timeout``
+        seconds and all within ``deadline`` seconds of the first (time spent waiting for a
+        free slot of ``concurrency`` is this client's queue, and does not count)."""
         import aiohttp
 
         session = await self._open()
         assert self._sem is not None
+        loop = asyncio.get_running_loop()
         last = ""
+        end: float | None = None
+        tries = 0
+        out_of_time = False
         for attempt in range(self.max_retries + 1):
             url = self.urls[self._next % len(self.urls)] + path
             self._next += 1
             retry_after: str | None = None
+            queued = loop.time()
             async with self._sem:
+                now = loop.time()
+                end = now + self.deadline if end is None else end + (now - queued)
+                budget = min(self.timeout, end - now)
+                if budget <= 0:
+                    out_of_time = True
+                    break
                 self.attempts += 1
+                tries += 1
+                started = now
                 try:
-                    async with session.request(method, url, json=body) as resp:
-                        text = await resp.text()
-                        if resp.status == 200:
-                            try:
-                                data = json.loads(text)
-                            except json.JSONDecodeError as exc:
-                                raise GvstoreError(f"{url} answered with invalid JSON: "
-                                                   f"{text[:200]!r}") from exc
-                            if not isinstance(data, dict):
-                                raise GvstoreError(f"{url} answered {text[:200]!r}")
-                            return data
-                        if resp.status not in RETRY_STATUS and resp.status < 500:
-                            raise GvstoreError(f"{url} refused the request: HTTP "
-                                               f"{resp.status}: {text[:500]}")
-                        retry_after = resp.headers.get("Retry-After")
-                        last = f"HTTP {resp.status} from {url}: {text[:200]}"
-                except (TimeoutError, aiohttp.ClientError) as exc:
-                    last = f"{type(exc).__name__} from {url}: {exc}"
+                    async with asyncio.timeout(budget):
+                        data, last, retry_after = await self._try(
+                            session, method, url, body, min(budget, self.connect_timeout))
+                    if data is not None:
+                        return data
+                except TimeoutError:
+                    took = loop.time() - started
+                    last = f"no answer from {url} within {took:.3g} s"
+                except aiohttp.ClientError as exc:
+                    last = f"{type(exc).__name__} from {url}: {_one_line(str(exc))}"
             if attempt < self.max_retries:
-                await asyncio.sleep(self._delay(attempt, retry_after))
-        raise GvstoreError(f"{method} {path} failed {self.max_retries + 1} times (last: {last});"
+                delay = self._delay(attempt, retry_after)
+                if loop.time() + delay >= end:
+                    out_of_time = True
+                    break
+                await asyncio.sleep(delay)
+        if out_of_time or (end is not None and loop.time() >= end):
+            raise GvstoreError(f"{method} {path} got no answer within the deadline of "
+                               f"{self.deadline:g} s ({tries} tries of at most "
+                               f"{self.timeout:g} s; last: {last}); are the servers up "
+                               f"({', '.join(self.urls)})?")
+        raise GvstoreError(f"{method} {path} failed {tries} times (last: {last});"
                            f" are the servers up ({', '.join(self.urls)})?")
 
     async def _model_name(self) -> str:
