@@ -76,8 +76,12 @@ def _root(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    skip_damaged: Annotated[bool, typer.Option(
+        "--skip-damaged", help="Read past damaged or missing segments (each one is reported "
+        "on stderr) instead of stopping with an error.")] = False,
 ) -> None:
-    ctx.obj = {"store": store if store is not None else default_root(), "debug": debug}
+    ctx.obj = {"store": store if store is not None else default_root(), "debug": debug,
+               "skip_damaged": skip_damaged}
 
 
 def _register() -> None:

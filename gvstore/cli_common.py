@@ -14,4 +14,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tab
 def get_store(ctx: typer.Context) -> Store:
     """The store named by ``--store`` / ``$GVSTORE_STORE`` / the default."""
     obj = ctx.find_root().obj or {}
-    return Store(obj.get("store") or default_root())
+    if not obj.get("skip_damaged"):
+        return Store(obj.get("store") or default_root())
+    from gvstore.output import error_line
+
+    def warn(exc: Exception) -> None:
+        error_line("warning", f"skipped {exc}")
+
+    return Store(obj.get("store") or default_root(), skip_damaged=True, on_skip=warn)

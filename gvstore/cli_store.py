@@ -14,7 +14,7 @@ from rich.text import Text
 from gvstore import synth
 from gvstore.cli_common import JsonOpt, get_store
 from gvstore.errors import GvstoreError
-from gvstore.output import console, emit, err_console, print_json, safe_text, table
+from gvstore.output import console, emit, err_console, note, print_json, safe_text, table
 from gvstore.progress import progress
 from gvstore.records import encoder, kind_of
 from gvstore.store import Store, stats
@@ -56,34 +56,71 @@ def stats_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 @store_app.command("verify")
-def verify_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Re-hash every segment and every record; list what is damaged; exit 1 if anything is."""
+def verify_cmd(
+    ctx: typer.Context,
+    as_json: JsonOpt = False,
+    fix: Annotated[bool, typer.Option(
+        "--fix", help="Tidy what can be tidied: remove temporary files of dead writers, adopt "
+        "unjournalled segments, forget journalled segments that are missing (their records "
+        "are lost; rerun the stage), delete damaged cache files. Damaged segments are kept.",
+    )] = False,
+) -> None:
+    """Re-hash every segment and record, check each folder's journal and the projection
+    cache; list what is damaged; exit 1 if anything is."""
     store = get_store(ctx)
     if not store.root.exists():
         raise GvstoreError(f"no store at {store.root} (set --store or GVSTORE_STORE)")
-    rep = store.verify()
+    rep = store.verify(fix=fix)
     data = {
         "ok": rep.ok, "segments": rep.segments, "records": rep.records,
-        "duplicates": rep.duplicates,
+        "duplicates": rep.duplicates, "cache_files": rep.cache_files,
         "damaged_segments": [{"path": p, "reason": r} for p, r in rep.damaged_segments],
+        "missing_segments": [{"path": p, "journal": j} for p, j in rep.missing_segments],
         "bad_records": [{"path": p, "line": n, "reason": r} for p, n, r in rep.bad_records],
-        "leftover_tmp": rep.leftover_tmp,
+        "damaged_journals": [{"path": p, "reason": r} for p, r in rep.damaged_journals],
+        "damaged_cache": [{"path": p, "reason": r} for p, r in rep.damaged_cache],
+        "leftover_tmp": rep.leftover_tmp, "unjournalled": rep.unjournalled,
+        "no_journal": rep.no_journal, "torn_journals": rep.torn_journals,
+        "unlisted_cache": rep.unlisted_cache, "fixed": rep.fixed,
     }
     if as_json:
         print_json(data)
     else:
+        def say(text: str) -> None:
+            note(text, err=False)  # one line each, never wrapped: paths stay greppable
+
         for p, r in rep.damaged_segments:
-            console.print(f"DAMAGED {p}: {r}", highlight=False)
+            say(f"DAMAGED {p}: {r}")
+        for p, j in rep.missing_segments:
+            say(f"MISSING {p}: listed in {j} but not on disk")
         for p, n, r in rep.bad_records:
-            console.print(f"BAD RECORD {p}:{n}: {r}", highlight=False)
+            say(f"BAD RECORD {p}:{n}: {r}")
+        for p, r in rep.damaged_journals:
+            say(f"DAMAGED JOURNAL {p}: {r}")
+        for p, r in rep.damaged_cache:
+            say(f"DAMAGED CACHE {p}: {r} (rebuilt on the next analysis; --fix deletes it)")
         for p in rep.leftover_tmp:
-            console.print(f"note: leftover temporary file {p} (a killed writer; safe to delete)",
-                          highlight=False)
+            say(f"note: leftover temporary file {p} (a killed writer; removed by the next "
+                "write or --fix)")
+        for p in rep.unjournalled:
+            say(f"note: segment {p} is not in its journal yet (a writer killed mid-commit; "
+                "adopted by the next write or --fix)")
+        for p in rep.no_journal:
+            say(f"note: folder {p} has no journal (written before journals; created by the "
+                "next write or --fix)")
+        for p in rep.torn_journals:
+            say(f"note: journal {p} ends in a torn line (ignored; cut by the next write)")
+        for p in rep.unlisted_cache:
+            say(f"note: cache file {p} is in no manifest (never used; --fix deletes it)")
+        for line in rep.fixed:
+            say(f"fixed: {line}")
         verdict = "ok" if rep.ok else "DAMAGED"
-        console.print(
+        say(
             f"{verdict}: {rep.segments} segments, {rep.records} records checked, "
             f"{rep.duplicates} duplicates, {len(rep.damaged_segments)} damaged segments, "
-            f"{len(rep.bad_records)} bad records", highlight=False,
+            f"{len(rep.missing_segments)} missing segments, "
+            f"{len(rep.bad_records)} bad records, {rep.cache_files} cache files checked, "
+            f"{len(rep.damaged_cache)} damaged"
         )
     if not rep.ok:
         raise typer.Exit(1)
