@@ -4,7 +4,9 @@ The fast tests run the client against a small stdlib HTTP server on 127.0.0.1 (`
 that answers ``/v1/models`` and ``/v1/completions`` with made-up but deterministic texts and
 log-probabilities, fails on request (429, 400), and counts requests in flight. They test what
 the client sends, how it spreads, retries and bounds requests, and how it reads answers; the
-tokenizer is a fake too (one token per character), so no model is loaded.
+tokenizer is a fake too (one token per character), so no model is loaded. ``RawServer`` (also on
+127.0.0.1) misbehaves on purpose: it stalls, trickles, streams 300 MB or redirects, to test the
+time and size bounds; the refusal of a key over plain HTTP needs no server at all.
 
 The slow tests (``-m slow``) start llama-cpp-python's real server on 127.0.0.1 with the
 embedded SmolLM2 GGUF and check sampling, seeds and log-likelihoods end to end, and the
@@ -372,7 +374,8 @@ class RawServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.httpd.raw = self  # type: ignore[attr-defined]  (for the handlers)
+        # the handlers reach this object (its release event) through their server
+        self.httpd.raw = self  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,),
                                        daemon=True)
 
@@ -407,9 +410,9 @@ def stall(h: Any) -> None:
 def test_defaults_bound_a_request_to_minutes_not_an_hour() -> None:
     b = OpenAIBackend(FAKE_MODEL, base_urls="http://127.0.0.1:9", tokenizer=FakeTokenizer())
     b.close()
-    # Per try: a 512-token completion (the study's max_tokens) at 4 tokens/s takes 128 s, so
-    # 120 s is about that; one request ends after 300 s however many tries are left (it was
-    # 600 s x 6 tries plus back-off: over an hour).
+    # Per try: a 512-token completion (the study's max_tokens) at 5 tokens/s takes 102 s, and
+    # its prefill; one request ends after 300 s however many tries are left (it was 600 s x 6
+    # tries plus back-off: over an hour).
     assert (b.timeout, b.deadline, b.connect_timeout, b.max_retries) == (120.0, 300.0, 10.0, 5)
     assert b.max_response_bytes == 16 * 1024 * 1024
 
@@ -590,7 +593,8 @@ def test_redirects_are_not_followed() -> None:
 
 @pytest.mark.parametrize("url", ["http://10.0.0.5:8000", "http://gpu1:8000",
                                  "http://127.0.0.1:8000,http://[fe80::1]:8000",
-                                 "http://localhost.example.com", "http://0.0.0.0:8000"])
+                                 "http://localhost.example.com", "http://a.localhost:8000",
+                                 "http://0.0.0.0:8000"])
 def test_a_key_over_plain_http_off_this_machine_is_refused_before_connecting(
         url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
