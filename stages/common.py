@@ -8,7 +8,6 @@ are declared under: ``stage_store`` is the one place a stage gets its store from
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,5 +37,7 @@ def run(body: Callable[[], int]) -> int:
     try:
         return body()
     except GvstoreError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        from gvstore.output import error_line
+
+        error_line("error", exc)  # one line, control characters escaped
         return 1

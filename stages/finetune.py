@@ -15,6 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import run  # noqa: E402
 
+from gvstore.output import note  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         res = finetune(args.method, args.data, parent, args.out, hparams=hp, name=args.name,
                        models_dir=models_dir, force=args.force, verbose=args.verbose,
                        threads=args.threads)
-        print(summary_line(res), file=sys.stderr)
+        note(summary_line(res))
         return 0
 
     return run(body)

@@ -12,6 +12,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import load_params, run, stage_store  # noqa: E402
 
+from gvstore.output import note  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -29,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         params = None if args.store is not None else load_params(args.params)
         summary = grade_store(stage_store(params, args.store), args.task)
         for s in summary.tasks.values():
-            print(f"{s.task} (grader {s.grader_version}): {s.generations} generations, "
-                  f"{s.already_graded} already graded, {s.graded} graded now, "
-                  f"{s.no_prompt} without prompt", file=sys.stderr)
-        print(f"wrote {summary.written} grade records", file=sys.stderr)
+            note(f"{s.task} (grader {s.grader_version}): {s.generations} generations, "
+                 f"{s.already_graded} already graded, {s.graded} graded now, "
+                 f"{s.no_prompt} without prompt")
+        note(f"wrote {summary.written} grade records")
         return 0
 
     return run(body)

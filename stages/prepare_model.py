@@ -15,6 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import load_params, run  # noqa: E402
 
+from gvstore.output import note  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -30,22 +32,20 @@ def main(argv: list[str] | None = None) -> int:
         models_dir = Path(params.base.models_dir)
         if spec.source == "package":
             out, converted = prepare(spec, models_dir)
-            print(f"prepare-model: {spec.name} {'converted' if converted else 'up to date'}"
-                  f" -> {out}", file=sys.stderr)
+            note(f"prepare-model: {spec.name} {'converted' if converted else 'up to date'}"
+                 f" -> {out}")
             return 0
         out = prepared_dir(spec, models_dir)  # a safe name, strictly inside models_dir
         digest = resolve(spec, models_dir).digest
         if spec.source == "local" and Path(spec.path).resolve() == out.resolve():
             # the model's own folder (its manifest names its digest): no pointer over it
-            print(f"prepare-model: {spec.name} (local) lives in {out}; digest {digest}",
-                  file=sys.stderr)
+            note(f"prepare-model: {spec.name} (local) lives in {out}; digest {digest}")
             return 0
         out.mkdir(parents=True, exist_ok=True)
         (out / MANIFEST).write_text(json.dumps(
             {"name": spec.name, "source": spec.source, "pointer": True,
              "model_digest": digest}, indent=2) + "\n")
-        print(f"prepare-model: {spec.name} ({spec.source}) is used as it is; digest {digest}",
-              file=sys.stderr)
+        note(f"prepare-model: {spec.name} ({spec.source}) is used as it is; digest {digest}")
         return 0
 
     return run(body)

@@ -9,6 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import load_params, run, stage_store  # noqa: E402
 
+from gvstore.output import note  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(params.base.reports)
         metrics = build(stage_store(params), params, out)
         render(metrics)
-        print(f"report: {out / 'metrics.json'} and plots in {out}", file=sys.stderr)
+        note(f"report: {out / 'metrics.json'} and plots in {out}")
         return 0
 
     return run(body)

@@ -18,6 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import load_params, run  # noqa: E402
 
+from gvstore.output import note  # noqa: E402
+
 STEPS = ("generate", "grade", "verify", "filter", "finetune")
 
 
@@ -40,32 +42,30 @@ def main(argv: list[str] | None = None) -> int:
         where = f"round {rnd} ({args.model})"
         if args.step == "generate":
             s = rounds.generate(params, args.model, quiet=args.quiet)
-            print(f"{where}: {s.generated} generated, {s.present} already present "
-                  f"({s.prompts} prompts x n={params.sample.n}), {s.seconds:.1f} s",
-                  file=sys.stderr)
+            note(f"{where}: {s.generated} generated, {s.present} already present "
+                 f"({s.prompts} prompts x n={params.sample.n}), {s.seconds:.1f} s")
         elif args.step == "grade":
             g = rounds.grade(params, args.model)
             st = g.tasks.get(r.task)
-            print(f"{where}: {g.written} grades written"
-                  + (f", strict accuracy {st.strict_mean:.3f}, flexible "
-                     f"{st.flexible_mean:.3f} over the newly graded" if st and st.graded else ""),
-                  file=sys.stderr)
+            note(f"{where}: {g.written} grades written"
+                 + (f", strict accuracy {st.strict_mean:.3f}, flexible "
+                    f"{st.flexible_mean:.3f} over the newly graded" if st and st.graded else ""))
         elif args.step == "verify":
             done = rounds.verify(params, args.model, quiet=args.quiet)
             if not done:
-                print(f"{where}: nothing to verify (the ground truth filters)", file=sys.stderr)
+                note(f"{where}: nothing to verify (the ground truth filters)")
             for v in done:
                 d = v.as_dict()
-                print(f"{where}: verify {v.method} by {v.verifier}: {v.verified} made, "
-                      f"{v.present} already present; parse failure rate "
-                      f"{d['parse_failure_rate']}, {v.seconds:.1f} s", file=sys.stderr)
+                note(f"{where}: verify {v.method} by {v.verifier}: {v.verified} made, "
+                     f"{v.present} already present; parse failure rate "
+                     f"{d['parse_failure_rate']}, {v.seconds:.1f} s")
         elif args.step == "filter":
             e = rounds.training_set(params, args.model)
-            print(f"training set of {args.model} ({e.spec}, verifier {e.verifier}): {e.lines} "
-                  f"lines from {e.prompts} prompts ({e.skipped_prompts} gave nothing) -> "
-                  f"{e.path}", file=sys.stderr)
+            note(f"training set of {args.model} ({e.spec}, verifier {e.verifier}): {e.lines} "
+                 f"lines from {e.prompts} prompts ({e.skipped_prompts} gave nothing) -> "
+                 f"{e.path}")
         else:
-            print(summary_line(rounds.finetune(params, args.model)), file=sys.stderr)
+            note(summary_line(rounds.finetune(params, args.model)))
         return 0
 
     return run(body)

@@ -13,6 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import load_params, run, stage_store  # noqa: E402
 
+from gvstore.output import note  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -52,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                           tuple(args.round))
         rep = materialise(stage_store(params, args.store), specs, filters=filters,
                           folder=args.folder)
-        print(f"weights: {rep.computed} computed, {rep.written} written, "
-              f"{rep.present} already present", file=sys.stderr)
+        note(f"weights: {rep.computed} computed, {rep.written} written, "
+             f"{rep.present} already present")
         return 0
 
     return run(body)

@@ -188,3 +188,23 @@ def test_forced_terminal_gets_no_escape_from_data(store: Path, tmp_path: Path) -
     err = SGR.sub("", res.stderr)
     _no_escapes(err)
     assert err.count("\n") == 1 and f"listed twice: {ESCS_SHOWN}" in err
+
+
+def test_stage_error_and_summary_lines_are_text(capsys: pytest.CaptureFixture[str]) -> None:
+    sys.path.insert(0, str(REPO / "stages"))
+    try:
+        from common import run
+    finally:
+        sys.path.remove(str(REPO / "stages"))
+    from gvstore.errors import GvstoreError
+    from gvstore.output import note
+
+    def body() -> int:
+        note(f"round 1 ({LINK}{ESCS})")
+        raise GvstoreError(f"no generations of model {CLOSE}{ESCS}\r\nsecond line")
+
+    assert run(body) == 1
+    err = capsys.readouterr().err
+    _no_escapes(err)
+    assert err == (f"round 1 ({LINK}{ESCS_SHOWN})\n"
+                   f"error: no generations of model [/]{ESCS_SHOWN}\\r second line\n")
