@@ -110,6 +110,9 @@ def grade_cmd(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
+    grader: Annotated[str | None, typer.Option(
+        "--grader", help="A separately named grader instead of the task's own: lm-eval "
+        "(lm-evaluation-harness's exact rules; grades recorded as <task>:lm-eval).")] = None,
 ) -> None:
     """Grade every generation that has no grade from its task's current grader."""
     store = get_store(ctx)
@@ -124,7 +127,7 @@ def grade_cmd(
                 jobs[name] = bar.add_task(f"grade {name}", total=total, rate="")
             bar.update(jobs[name], completed=done)  # type: ignore[arg-type]
 
-        summary = grade_store(store, names, progress=report)
+        summary = grade_store(store, names, progress=report, grader=grader)
     data_ = summary.as_dict()
     if as_json:
         print_json(data_)

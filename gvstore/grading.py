@@ -5,7 +5,9 @@ the ``Grade`` key each generation would get from its task's current grader (task
 ``Task.version``), asks the store which of those keys are missing, grades only those, and
 appends the new ``Grade`` records under ``grade/<task>``. A second run writes nothing; bumping
 a task's ``version`` grades everything of that task again (the old grades stay, under their
-own version). The library prints nothing: progress goes to a callback.
+own version). ``grader="lm-eval"`` grades with that separately named grader instead (lm-eval's
+exact rules), recorded as ``<task>:lm-eval``; never the default. The library prints nothing:
+progress goes to a callback.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from gvstore.errors import GvstoreError
 from gvstore.records import Generation, Grade, Prompt, Provenance, record_key
 from gvstore.store import Store
 from gvstore.tasks.base import Task
-from gvstore.tasks.registry import get_task, list_tasks
+from gvstore.tasks.registry import get_task, list_tasks, list_variants
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``(task, done, total)`` while a task's generations are graded."""
@@ -75,7 +77,7 @@ class GradeSummary:
 def grade_key(generation_id: str, task: Task) -> str:
     """The key of the ``Grade`` that ``task``'s current grader gives a generation."""
     return record_key(Grade(
-        generation_id=generation_id, grader=task.name, grader_version=task.version,
+        generation_id=generation_id, grader=task.grader_id, grader_version=task.version,
         strict=0.0, flexible=0.0,
     ))
 
@@ -88,14 +90,18 @@ def grade_store(
     flush_records: int = 4096,
     folder_prefix: str = "grade/",
     where: Callable[[Generation], bool] | None = None,
+    grader: str | None = None,
 ) -> GradeSummary:
     """Grade every generation of ``tasks`` (all registered tasks if None) not yet graded;
-    ``where`` narrows the generations further (e.g. to one model's round)."""
+    ``where`` narrows the generations further (e.g. to one model's round); ``grader`` names a
+    separately named grader (``lm-eval``) to use instead of each task's own."""
     start = time.monotonic()
     if isinstance(tasks, str):
         tasks = [tasks]
     wanted = list(dict.fromkeys(tasks)) if tasks is not None else None
-    graders = {n: get_task(n) for n in (wanted if wanted is not None else [])}
+    if grader is not None and grader not in list_variants():
+        raise GvstoreError(f"unknown grader {grader!r}; graders: {', '.join(list_variants())}")
+    graders = {n: get_task(n, variant=grader) for n in (wanted if wanted is not None else [])}
     known = set(list_tasks())
 
     refs: dict[str, str] = {}
@@ -115,7 +121,7 @@ def grade_store(
             by_task.setdefault(rec.task, []).append(rec)
     for name in by_task:
         if name not in graders:
-            graders[name] = get_task(name)
+            graders[name] = get_task(name, variant=grader)
 
     for name in (wanted if wanted is not None else sorted(by_task)):
         task = graders[name]
@@ -138,7 +144,7 @@ def grade_store(
                 t0 = time.monotonic()
                 res = task.grade(gen.text, ref)
                 w.add(Grade(
-                    generation_id=gen.id, grader=task.name, grader_version=task.version,
+                    generation_id=gen.id, grader=task.grader_id, grader_version=task.version,
                     strict=res.strict, flexible=res.flexible, extracted=res.extracted,
                     prov=Provenance(time=time.time(), duration_s=time.monotonic() - t0),
                 ))
