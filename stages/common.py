@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from gvstore.backends.threads import set_wait_policy
 from gvstore.errors import GvstoreError
 from gvstore.params import Params, load, validate
 from gvstore.store import Store
+
+set_wait_policy()  # OpenMP's passive wait policy, before any stage imports torch
 
 
 def load_params(path: Path, check_data: bool = False) -> Params:

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+import gvstore.backends  # noqa: F401  # OpenMP's passive wait policy, before any torch import
+
 REPO = Path(__file__).resolve().parents[1]
 
 

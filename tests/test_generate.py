@@ -93,6 +93,28 @@ def test_real_model_samples_and_scores(backend: TransformersBackend) -> None:
     assert lc < 0 and li < 0
 
 
+def test_cpu_threads_are_the_cpus_of_this_process_or_gvstore_threads(
+        backend: TransformersBackend, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import torch
+
+    from gvstore.backends.threads import cpu_threads
+
+    assert backend.threads == cpu_threads()
+    if "GVSTORE_THREADS" not in os.environ:
+        assert backend.threads == len(os.sched_getaffinity(0))
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("GVSTORE_THREADS", "1")
+        one = TransformersBackend(SMOLLM2, models_dir=models_dir, batch_size=2)
+        assert one.threads == torch.get_num_threads() == 1
+        assert TransformersBackend(SMOLLM2, models_dir=models_dir, threads=2).threads == 2
+        assert torch.get_num_threads() == 2  # the option wins over the environment
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_greedy_is_deterministic_and_stops_at_stop_strings(backend: TransformersBackend) -> None:
     greedy = Sampling(temperature=0.0, max_tokens=20, stop=("\n",))
     a = backend.sample([SampleRequest("Count: 1, 2, 3,", greedy, seed=1)])[0]

@@ -150,8 +150,8 @@ SMALL_ALL = {
     "rounds": {
         "start": [M0], "steps": {M1: M0}, "verifier": "self", "filter": "mc:quantile=0.5",
         "update": "sft", "preset": "cpu", "threads": 1,
-        "hyperparameters": {"steps": 1, "batch_size": 2, "micro_batch_size": 2,
-                            "max_length": 128, "learning_rate": 1.0e-4},
+        "hyperparameters": {"steps": 2, "batch_size": 2, "micro_batch_size": 2,
+                            "max_length": 256, "learning_rate": 1.0e-4},
     },
 }
 

@@ -5,6 +5,8 @@ seeds of its requests, so the same requests in the same batch layout give the sa
 the same back end (the generate step keeps batch layouts fixed, so a resumed or repeated run
 reproduces them). ``top_k=0`` is passed explicitly (recent transformers otherwise adds
 ``top_k=50`` on its own); fp32 on CPU (bf16 is slower on CPUs without bf16 instructions).
+On CPU, torch runs ``threads`` threads (default ``$GVSTORE_THREADS``, else the CPUs this
+process may use) with OpenMP's passive wait policy (``gvstore/backends/threads.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gvstore.backends.base import LoglikRequest, Sample, SampleRequest
+from gvstore.backends.threads import cpu_threads, set_wait_policy
 from gvstore.models import DEFAULT_MODELS_DIR, ModelSpec, load_hf, resolve
 from gvstore.records import Sampling
 
@@ -39,13 +42,15 @@ class TransformersBackend:
         models_dir: Path = DEFAULT_MODELS_DIR,
         threads: int | None = None,
     ) -> None:
+        set_wait_policy()  # before torch's first import, if this is it
         import torch
 
-        if threads:
-            torch.set_num_threads(threads)
         self.model = model
         self.batch_size = max(1, batch_size)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.threads = cpu_threads(threads)
+        if self.device == "cpu":
+            torch.set_num_threads(self.threads)
         self.dtype = dtype or ("float32" if self.device == "cpu" else "bfloat16")
         self.resolved = resolve(model, models_dir)
         self.digest = self.resolved.digest
