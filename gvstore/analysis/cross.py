@@ -66,6 +66,10 @@ def plot_cross(matrices: Sequence[CrossMatrix], path: Path, metric: str = "gap")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from gvstore.analysis.plots import text_as_text
+
+    text_as_text()
     import numpy as np
 
     from gvstore.analysis.sweep import save_figure

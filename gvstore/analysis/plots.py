@@ -22,9 +22,23 @@ Curve = tuple[str, Sequence[float], Sequence[float]]
 """A labelled line or point set: (label, xs, ys)."""
 
 
+def text_as_text() -> None:
+    """Make matplotlib draw every label as plain text.
+
+    Labels carry names from the data (generators, verifiers, tasks); with matplotlib's default
+    ``text.parse_math`` a name such as ``$\\frac{$`` is parsed as mathtext and fails the plot
+    (or renders as something else). Every plot of gvstore calls this before drawing.
+    """
+    import matplotlib
+
+    matplotlib.rcParams["text.parse_math"] = False
+
+
 def _figure(width: float = 6.0, height: float = 4.0, rows: int = 1,
             cols: int = 1) -> tuple[Figure, list[Axes]]:
     from matplotlib.figure import Figure
+
+    text_as_text()
 
     fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)

@@ -240,6 +240,10 @@ def plot_sweep(results: Sequence[SweepResult], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from gvstore.analysis.plots import text_as_text
+
+    text_as_text()
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for r in results:
         x = [pt.value for pt in r.points]
