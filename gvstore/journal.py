@@ -5,17 +5,19 @@ one segment (``<sha256>.jsonl.zst``), appended after the segment has been rename
 It lets a reader tell a deleted segment from one that was never written.
 
 Why an append and not temp + rename: rewriting the whole journal on every segment costs
-O(segments) bytes and two fsyncs (file and folder) per flush; an append costs one
-``fdatasync`` of a few dozen bytes. A crash can tear only the last line (a line without its
-newline); readers ignore a torn last line, and the next writer (holding the folder lock)
-truncates it and re-adds the segment it named, so a torn line never hides nor invents a
-segment. Whole rewrites (``rewrite``, used by ``store verify --fix``) go through a temporary
-file, fsync and rename.
+O(segments) bytes and two fsyncs (file and folder) per flush; an append of one line costs a
+``write``. A crash can tear only the last line (a line without its newline); readers ignore a
+torn last line, and the next writer (holding the folder lock) truncates it and re-adds the
+segment it named, so a torn line never hides nor invents a segment. Whole rewrites
+(``rewrite``, used by ``store verify --fix``) go through a temporary file, fsync and rename.
 
 Order of a commit: segment temp file written and fsynced, renamed, folder fsynced, then the
-journal line appended and fdatasynced. A crash between the rename and the append leaves a
-segment the journal does not list yet: readers accept it (its bytes still match its name), and
-the next writer of that folder adopts it into the journal.
+journal line appended. A crash between the rename and the append leaves a segment the journal
+does not list yet: readers accept it (its bytes still match its name, and it is durable), and
+the next writer of that folder adopts it into the journal. Because a missing line is harmless
+in that way, the journal is ``fdatasync``ed once when a writer closes (and after a lone
+``write_segment``), not after every line: a power cut can only lose lines, never keep a line
+whose segment is not on disk (the segment's rename is durable before its line is written).
 """
 
 from __future__ import annotations
@@ -96,19 +98,33 @@ def read_journal(folder: Path) -> Journal | None:
     return j
 
 
-def append(folder: Path, name: str) -> None:
-    """Append one segment name and fdatasync; creates the journal (and fsyncs the folder)."""
+def append(folder: Path, name: str, *, sync: bool = False) -> None:
+    """Append one segment name (``fdatasync`` it if ``sync``); creating the journal writes its
+    header and fsyncs the file and the folder."""
     path = journal_path(folder)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         created = os.fstat(fd).st_size == 0
         line = (HEADER + "\n" if created else "") + name + "\n"
         os.write(fd, line.encode())  # one write: a crash tears at most this line
-        os.fdatasync(fd)
+        if sync or created:
+            os.fdatasync(fd)
     finally:
         os.close(fd)
     if created:
         _fsync_dir(folder)
+
+
+def sync(folder: Path) -> None:
+    """``fdatasync`` the folder's journal (once per writer, when it closes)."""
+    try:
+        fd = os.open(journal_path(folder), os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def truncate_torn(j: Journal) -> None:

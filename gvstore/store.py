@@ -233,9 +233,15 @@ class Writer:
         return path
 
     def close(self) -> None:
-        """Flush and give the folder's lock back (also if the flush fails)."""
+        """Flush, make the journal durable, and give the folder's lock back (also if the flush
+        fails)."""
         try:
             self.flush()
+            if self.written and self._locked:
+                try:
+                    journal.sync(self.folder)
+                except OSError as exc:
+                    raise io_error(exc, journal.journal_path(self.folder), "sync") from exc
         finally:
             self._lines = []
             self._release()
@@ -280,7 +286,7 @@ def write_segment(folder: Path, data: bytes) -> Path:
             tmp.unlink(missing_ok=True)
             raise io_error(exc, final, "write segment") from exc
         try:
-            journal.append(folder, name)
+            journal.append(folder, name, sync=fresh)  # a Writer syncs it once, on close
         except OSError as exc:
             # The segment is whole and in place; the next writer adopts it into the journal.
             raise io_error(exc, journal.journal_path(folder), "append to journal") from exc
@@ -690,6 +696,7 @@ class Store:
                 had = fj.journal
                 if fresh:
                     _recover(folder)  # .part files, torn line, adoption
+                    journal.sync(folder)
                 after = set(os.listdir(folder))
                 done.extend(f"removed temporary file {folder / n}" for n in sorted(before - after))
                 if had is None and fj.present:
