@@ -22,13 +22,17 @@ def validate_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Types, names, methods, filter specs, model table and task data: no model is loaded."""
+    from gvstore.errors import GvstoreError
     from gvstore.params import load, validate
 
     results = []
     lines = []
     for f in files or [Path("params.yaml")]:
-        params = load(f)
-        notes = validate(params, check_data=not no_data)
+        params = load(f)  # its errors name the file
+        try:
+            notes = validate(params, check_data=not no_data)
+        except GvstoreError as exc:
+            raise GvstoreError(f"{f}: {exc}") from None
         stages = _stage_count(params)
         results.append({"file": str(f), "ok": True, "notes": notes, "stages": stages})
         lines.append(f"{f}: ok ({stages} stages; " + "; ".join(notes) + ")")

@@ -108,7 +108,10 @@ class Hyperparams(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
         try:
             return msgspec.convert(data, cls)
         except msgspec.ValidationError as exc:
-            raise GvstoreError(f"{where}: {exc}") from None
+            msg = str(exc)
+            if where.startswith("rounds."):  # a key path of params (rounds.hyperparameters)
+                msg = msg.replace("`$", f"`$.{where}", 1)
+            raise GvstoreError(f"{where}: {msg}") from None
 
     def replace(self, **changes: Any) -> Hyperparams:
         """A copy with the given fields changed (``None`` values are ignored), validated."""
@@ -449,15 +452,15 @@ def finetune(
     ``threads`` caps torch's CPU threads while training (on a CPU shared with other work, 1
     can be several times faster than spinning threads that wait for each other).
     """
-    hp = hparams if hparams is not None else preset("auto")
-    hp.check()
-    data = load_data(method, data_path)
-    resolved = trainable(parent, models_dir)
-    if out is not None:
+    if out is not None:  # names first: they become folders
         check_name(Path(out).name, "output folder name", f"(--out {out})")
     name = check_name(name or (Path(out).name if out is not None else default_name(parent)),
                       "model name")
     out = Path(out) if out is not None else Path(models_dir) / name
+    hp = hparams if hparams is not None else preset("auto")
+    hp.check()
+    data = load_data(method, data_path)
+    resolved = trainable(parent, models_dir)
     new_spec = ModelSpec(name=name, source="local", path=str(out), kind=parent.kind,
                          family=parent.family, flops=parent.flops, round=parent.round + 1)
     request = _request(method, resolved, data, hp)
