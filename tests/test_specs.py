@@ -149,3 +149,32 @@ def test_round_trip(spec: Leaf | Mean | Combine) -> None:
     # Whitespace between tokens is allowed and does not change the spec.
     spaced = text.replace(",", " , ").replace("(", "( ").replace(")", " )")
     assert parse(spaced) == spec
+
+
+@pytest.mark.parametrize("digit", ["\u0663", "\u06f3", "\u0969", "\uff13", "\U0001d7db"])
+def test_numbers_are_ascii_digits_only(digit: str) -> None:
+    """``float('٣')`` is 3.0; a spec must not read it as a number (issue 12)."""
+    with pytest.raises(SpecError, match="expected a number after tau="):
+        parse(f"mc:tau={digit}")
+    with pytest.raises(SpecError, match="after a complete spec") as exc:
+        parse(f"mc:quantile=0.{digit}")  # 0. is the number; the digit is left over
+    assert exc.value.pos == len("mc:quantile=0.")
+
+
+def test_nesting_is_bounded_before_the_recursion_limit() -> None:
+    from gvstore.analysis.specs import MAX_DEPTH
+
+    def nested(depth: int) -> str:
+        return "and(" * depth + "mc:tau=1" + ",mc:tau=1)" * depth
+
+    assert str(parse(nested(MAX_DEPTH))) == nested(MAX_DEPTH)
+    with pytest.raises(SpecError, match=f"nest at most {MAX_DEPTH} deep") as exc:
+        parse(nested(MAX_DEPTH + 1))
+    assert exc.value.pos == 4 * (MAX_DEPTH + 1)
+    with pytest.raises(SpecError, match="at most 4096 characters"):
+        parse(nested(3000))  # was a RecursionError
+
+
+def test_spec_length_is_bounded() -> None:
+    with pytest.raises(SpecError, match="this one 5000"):
+        parse("mc:tau=" + "1" * 4993)
