@@ -95,3 +95,14 @@ def test_a_slow_subprocess_that_makes_progress_runs_to_its_end(tmp_path: Path) -
     res = run_watched([sys.executable, "-c", code], tmp_path, quiet_s=1.5)
     assert res.returncode == 0 and res.stdout.split() == ["0", "1", "2", "3"]
     assert len(list(tmp_path.glob("f*"))) == 4
+
+
+def test_stop_kills_the_run_early(tmp_path: Path) -> None:
+    import signal
+
+    from test_pipeline import run_watched
+
+    code = "import pathlib, time; pathlib.Path('seg.zst').write_text('x'); time.sleep(60)"
+    res = run_watched([sys.executable, "-c", code], tmp_path, quiet_s=30,
+                      stop=lambda: (tmp_path / "seg.zst").exists())
+    assert res.returncode == -signal.SIGKILL
