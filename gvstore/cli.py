@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from gvstore.backends.threads import set_wait_policy
 from gvstore.errors import GvstoreError
 from gvstore.store import ENV_VAR, default_root
 
@@ -54,6 +55,10 @@ def _debug(ctx: typer.Context) -> bool:
     obj = ctx.find_root().obj
     return bool(isinstance(obj, dict) and obj.get("debug"))
 
+
+# Before any command imports torch (prepare-model, finetune, generate, verify): OpenMP reads
+# its wait policy once, at torch's import (see gvstore/backends/threads.py).
+set_wait_policy()
 
 app = typer.Typer(
     cls=_Group,
