@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from gvstore.errors import GvstoreError
 from gvstore.tasks import get_task, list_tasks
 from gvstore.tasks.base import Item
+from gvstore.tasks.registry import VARIANTS
 
 REFS = {
     "gsm8k": "18", "arith": "-7", "math": r"\frac{1}{2}",
@@ -23,16 +24,19 @@ pieces = st.sampled_from([
     "The answer is ", "Final Answer: The final answer is ", ". I hope it is correct.",
     "\\boxed{", "}", "{", "$", "\\frac", "\\sqrt", "^", "=", ",", ".", "-", "1", "9", "\n",
     "Answer:", "Question:", "12 34", "_", " ", "\\text{", "\\left(", "\\pi", "x", "\\\\",
+    " or ", "\\text{ or }", "$3$", ".5", "(or ",
 ])
 texts = st.one_of(st.text(max_size=300), st.lists(pieces, max_size=60).map("".join))
+# every grader: each task's own, then each separately named one (gsm8k:lm-eval, ...)
+GRADERS = [(n, None) for n in list_tasks()] + sorted(VARIANTS)
 
 
-@pytest.mark.parametrize("name", list_tasks())
+@pytest.mark.parametrize(("name", "variant"), GRADERS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=texts)
-def test_graders_never_raise(name: str, text: str) -> None:
+def test_graders_never_raise(name: str, variant: str | None, text: str) -> None:
     start = time.monotonic()
-    res = get_task(name).grade(text, REFS[name])
+    res = get_task(name, variant=variant).grade(text, REFS[name])
     assert time.monotonic() - start < BOUND_S
     assert 0.0 <= res.strict <= 1.0 and 0.0 <= res.flexible <= 1.0
     assert res.extracted is None or isinstance(res.extracted, str)
@@ -52,14 +56,18 @@ ADVERSARIAL = [
     "Answer:\n" + "12 34\n" * 50_000,
     "Question: " * 20_000,
     "\x00\ud7ff\U0010ffff" * 10_000,
+    "$1$ or " * 20_000,
+    "\\boxed{1} or " * 20_000,
+    "The answer is " + "1 or " * 20_000,
+    "1 or " * 50_000,
 ]
 
 
-@pytest.mark.parametrize("name", list_tasks())
-def test_adversarial_inputs(name: str) -> None:
+@pytest.mark.parametrize(("name", "variant"), GRADERS)
+def test_adversarial_inputs(name: str, variant: str | None) -> None:
     for text in ADVERSARIAL:
         start = time.monotonic()
-        res = get_task(name).grade(text, REFS[name])
+        res = get_task(name, variant=variant).grade(text, REFS[name])
         assert time.monotonic() - start < BOUND_S, (name, text[:40])
         assert res.strict in (0.0, 1.0)
 

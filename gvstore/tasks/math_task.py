@@ -384,12 +384,15 @@ def grade_math_lm_eval(text: str, reference: str,
                        timeout: float = math_equiv.DEFAULT_TIMEOUT_S) -> GradeResult:
     """lm-eval ``minerva_math`` ``exact_match`` as it is: the final-answer line (else
     ``[invalidanswer]``), Minerva's normalisation with its comma rule, and SymPy alone (no
-    string match, no hedge rule). Strict and flexible are the same number."""
+    string match, no hedge rule). Strict and flexible are the same number. The one bound
+    added: an answer over ``MAX_ANSWER_CHARS`` is not normalised (Minerva's first rewrite is
+    quadratic in its length) and is a non-match, as is one over SymPy's 200 characters."""
     final = extract_final_answer(text)
+    if final is not None and len(final) > MAX_ANSWER_CHARS:
+        return GradeResult(0.0, 0.0, None)
     pred = normalize_final_answer(final) if final is not None else INVALID
     gold = normalize_final_answer(reference)
-    ok = (pred != INVALID and len(pred) <= MAX_ANSWER_CHARS
-          and math_equiv.equivalent(pred, gold, timeout, mode="lm-eval"))
+    ok = pred != INVALID and math_equiv.equivalent(pred, gold, timeout, mode="lm-eval")
     return GradeResult(float(ok), float(ok), pred)
 
 

@@ -133,8 +133,7 @@ def same_number(extracted: str | None, reference: str) -> bool:
 LM_EVAL_STRICT = re.compile(r"The answer is (\-?[0-9\.\,]+).")
 LM_EVAL_FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
 LM_EVAL_INVALID = "[invalid]"
-_LM_EVAL_IGNORE = (re.compile(","), re.compile(r"\$"), re.compile(r"(?s).*#### "),
-                   re.compile(r"\.$"))
+_LM_EVAL_MARK = "#### "
 
 
 def _lm_eval_filter(pattern: re.Pattern[str], text: str, select: int) -> str:
@@ -161,7 +160,10 @@ def lm_eval_flexible(text: str) -> str:
 def lm_eval_exact_match(pred: str, reference: str) -> bool:
     """lm-eval's ``exact_match`` with ``gsm8k_cot``'s ``regexes_to_ignore`` and ignore_case."""
     def norm(s: str) -> str:
-        for pattern in _LM_EVAL_IGNORE:
-            s = pattern.sub("", s)
-        return s.lower()
+        s = s.replace(",", "").replace("$", "")
+        # "(?s).*#### " deletes through the last "#### " (the regex is quadratic on long text)
+        cut = s.rfind(_LM_EVAL_MARK)
+        if cut >= 0:
+            s = s[cut + len(_LM_EVAL_MARK):]
+        return re.sub(r"\.$", "", s).lower()
     return norm(pred) == norm(reference)
