@@ -316,3 +316,18 @@ def test_local_model_pointer_for_a_good_name(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     manifest = json.loads((params.parent / "data" / "models" / "loc" / MANIFEST).read_text())
     assert manifest["pointer"] is True and manifest["name"] == "loc"
+
+
+def test_local_model_in_its_own_folder_keeps_its_manifest(tmp_path: Path) -> None:
+    """A `source: local` model living at <models_dir>/<name> (a finetune output): the pointer
+    manifest must not overwrite the model's own manifest (its digest would change)."""
+    params = _params(tmp_path, "loc", source="local", path="data/models/loc")
+    folder = params.parent / "data" / "models" / "loc"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"w")
+    own = {"name": "loc", "source": "finetune", "source_digest": "sha256:" + "ab" * 32}
+    (folder / MANIFEST).write_text(json.dumps(own))
+    out = _stage(tmp_path, params, "loc")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((folder / MANIFEST).read_text()) == own
+    assert "sha256:" + "ab" * 32 in out.stderr
