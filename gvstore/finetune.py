@@ -616,6 +616,12 @@ def _run_trl(method: str, resolved: Resolved, data: TrainingData, hp: Hyperparam
                                          loss_weights=[1.0, hp.sft_weight])
                 trainer = trl.DPOTrainer(model=model, args=dpo_args, train_dataset=dataset,
                                          processing_class=tok)
+            kept = len(trainer.train_dataset)
+            if kept == 0:  # trl drops what cannot fit; torch would fail with num_samples=0
+                raise GvstoreError(
+                    f"{data.path}: none of its {len(rows)} examples fits in max_length="
+                    f"{hp.max_length} tokens once tokenized; raise max_length or shorten "
+                    "the prompts")
             if not verbose:
                 trainer.remove_callback(PrinterCallback)  # disable_tqdm would print each log
             t0 = time.monotonic()

@@ -330,3 +330,15 @@ def test_base_model_trains_on_raw_text(prepared_models: Path, tmp_path: Path) ->
     manifest = json.loads((res.path / MANIFEST).read_text())
     assert (manifest["kind"], manifest["data"]["format"]) == ("base", "text prompt/completion")
     assert res.spec.kind == "base" and res.steps == 1 and res.digest != resolve(parent).digest
+
+
+def test_examples_longer_than_max_length_are_a_one_line_error(prepared_models: Path,
+                                                               tmp_path: Path) -> None:
+    # trl drops every example that cannot fit; torch then failed with "num_samples=0".
+    parent = spec_from_folder(prepared_models / SMOLLM2.name)
+    data = write_sft(tmp_path / "sft.jsonl")
+    out = tmp_path / "short-r1"
+    with pytest.raises(GvstoreError, match=r"none of its 4 examples fits in max_length=16"):
+        finetune("sft", data, parent, out, hparams=TINY.replace(max_length=16, steps=1))
+    assert not out.exists()
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp folder left
