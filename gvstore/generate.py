@@ -131,12 +131,14 @@ def run(
     prompts = [p if p.id else seal(p) for p in prompts]
     summary = GenerateSummary(prompts=len(prompts), requested=len(prompts) * spec.n)
     batches = plan(prompts, spec)
-    missing = set(store.missing([r.key for b in batches for r in b], kind="generation"))
-    new_prompts = store.missing([p.key for p in prompts], kind="prompt")
-    summary.present = summary.requested - len(missing)
-    todo = [b for b in batches if any(r.key in missing for r in b)]
     host = socket.gethostname()
+    # The folder's lock is taken before planning: a second writer stops here, before it
+    # loads a model or repeats the first one's work.
     with store.writer(folder, flush_seconds=flush_seconds) as w:
+        missing = set(store.missing([r.key for b in batches for r in b], kind="generation"))
+        new_prompts = store.missing([p.key for p in prompts], kind="prompt")
+        summary.present = summary.requested - len(missing)
+        todo = [b for b in batches if any(r.key in missing for r in b)]
         if new_prompts:
             wanted = set(new_prompts)
             w.add_batch([p for p in prompts if p.key in wanted])

@@ -128,16 +128,18 @@ def run(
     batches = plan(selection, spec)
     keys = [r.key for b in batches for r in b]
     summary.requested = len(keys)
-    missing = set(store.missing(keys, kind="verification"))
-    summary.present = summary.requested - len(missing)
-    todo = [b for b in batches if any(r.key in missing for r in b)]
-    made: list[Verification] = []
-    if todo:
-        host = socket.gethostname()
-        backend = backend_factory()
-        if progress is not None:
-            progress(0, len(missing))
-        with store.writer(folder, flush_seconds=flush_seconds) as w:
+    # The folder's lock is taken before planning: a second writer stops here, before it
+    # loads a model or repeats the first one's work.
+    with store.writer(folder, flush_seconds=flush_seconds) as w:
+        missing = set(store.missing(keys, kind="verification"))
+        summary.present = summary.requested - len(missing)
+        todo = [b for b in batches if any(r.key in missing for r in b)]
+        made: list[Verification] = []
+        if todo:
+            host = socket.gethostname()
+            backend = backend_factory()
+            if progress is not None:
+                progress(0, len(missing))
             for batch in todo:
                 t0 = time.monotonic()
                 outputs = _call(backend, spec, batch)
