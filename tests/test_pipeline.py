@@ -193,7 +193,11 @@ def test_full_run_leaves_metrics_and_plots_and_a_rerun_does_nothing(baseline: Pa
     assert "Data and pipelines are up to date" in again.stdout + again.stderr
 
 
-@pytest.mark.parametrize("folder", ["generate/arith", "verify/cot_binary-arith"])
+@pytest.mark.parametrize("folder", [
+    "generate/arith",
+    # the same resume machinery, killed inside a verify stage: ~2 min more (`-m slow`)
+    pytest.param("verify/cot_binary-arith", marks=pytest.mark.slow),
+])
 def test_killed_run_resumes_to_the_same_metrics(folder: str, baseline: Path, tmp_path: Path,
                                                 prepared_models: Path) -> None:
     root = make_project(tmp_path / "p", prepared_models)

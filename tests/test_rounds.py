@@ -178,6 +178,7 @@ def rounds_project(tmp_path_factory: pytest.TempPathFactory, prepared_models: Pa
     return root
 
 
+@pytest.mark.slow  # a real DVC study plus one trained round: ~5 min on 2 cores
 def test_a_round_trains_a_model_whose_samples_carry_its_digest_and_round(
         rounds_project: Path) -> None:
     import json
@@ -206,6 +207,7 @@ def test_a_round_trains_a_model_whose_samples_carry_its_digest_and_round(
     assert list((root / "data/store/rounds" / M1 / "verify").rglob("*.zst"))
 
 
+@pytest.mark.slow  # a real DVC study plus one trained round: ~5 min on 2 cores
 def test_the_round_report_and_gvstore_rounds(rounds_project: Path) -> None:
     import json
 
@@ -230,6 +232,7 @@ def test_the_round_report_and_gvstore_rounds(rounds_project: Path) -> None:
     assert table.returncode == 0 and M1 in table.stdout and "acc strict" in table.stdout
 
 
+@pytest.mark.slow  # a real DVC study plus one trained round: ~5 min on 2 cores
 def test_a_second_repro_does_nothing(rounds_project: Path) -> None:
     from test_pipeline import repro
 
