@@ -112,7 +112,7 @@ def append(folder: Path, name: str, *, sync: bool = False) -> None:
     finally:
         os.close(fd)
     if created:
-        _fsync_dir(folder)
+        fsync_dir(folder)
 
 
 def sync(folder: Path) -> None:
@@ -150,10 +150,11 @@ def rewrite(folder: Path, names: list[str]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (fsync the folder); the store's writes use it too."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -67,14 +67,6 @@ class _KeyView(msgspec.Struct, gc=False):
 _key_decoder = msgspec.json.Decoder(_KeyView)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 _WHAT_TO_DO = {
     errno.ENOSPC: "the disk is full: free space (or point --store / GVSTORE_STORE at another "
                   "disk) and rerun; what was already written is kept and the run resumes",
@@ -281,7 +273,7 @@ def write_segment(folder: Path, data: bytes) -> Path:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
-            _fsync_dir(folder)
+            journal.fsync_dir(folder)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise io_error(exc, final, "write segment") from exc
