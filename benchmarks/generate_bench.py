@@ -3,7 +3,7 @@
 Measured side by side in one run on this machine, on the embedded SmolLM2-135M-Instruct
 (prepared to safetensors first), the same `arith` prompts, seeds and batch layout:
 
-  * tokens/s of the generate step (``gvstore.generate.run``: plan keys, ask the store what is
+  * tokens/s of the generate step (``gvstore.steps.generate.run``: plan keys, ask the store what is
     missing, sample, write records) against a bare ``model.generate`` loop over the same
     batches; repetitions are interleaved and the median taken (the machine is shared);
   * tokens/s of the generate step at batch sizes 1, 8 and 32.
@@ -42,10 +42,10 @@ if "--child" in sys.argv and "torch-default" in sys.argv:
         os.environ.pop(_key, None)
     import torch  # noqa: F401
 
-from gvstore import generate  # noqa: E402
 from gvstore.backends.hf import TransformersBackend  # noqa: E402
 from gvstore.models import SMOLLM2, prepare  # noqa: E402
 from gvstore.records import Sampling, seal  # noqa: E402
+from gvstore.steps import generate  # noqa: E402
 from gvstore.store import Store  # noqa: E402
 from gvstore.tasks.registry import get_task  # noqa: E402
 

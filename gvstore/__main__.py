@@ -1,5 +1,5 @@
 import sys
 
-from gvstore.cli import main
+from gvstore.cli.app import main
 
 sys.exit(main())

@@ -135,8 +135,8 @@ def build(store: Store, params: Params, out: Path) -> dict[str, Any]:
 def _rounds(store: Store, params: Params, out: Path) -> dict[str, Any]:
     """The round report: metrics, series and figure (an error is recorded, not raised: the
     rounds may not have run yet)."""
-    from gvstore import rounds
     from gvstore.analysis.rounds import rounds_figure, write_series
+    from gvstore.steps import rounds
 
     try:
         rep = rounds.report(params, store)

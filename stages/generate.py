@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def body() -> int:
-        from gvstore.cli_model import run_generate
+        from gvstore.cli.model import run_generate
 
         params = load_params(args.params)
         for name in params.study.generators:

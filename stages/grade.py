@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        from gvstore.grading import grade_store
+        from gvstore.steps.grade import grade_store
 
         params = None if args.store is not None else load_params(args.params)
         summary = grade_store(stage_store(params, args.store), args.task)

@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def body() -> int:
-        from gvstore import rounds
         from gvstore.finetune import summary_line
+        from gvstore.steps import rounds
 
         params = load_params(args.params)
         r = params.rounds

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def body() -> int:
-        from gvstore.cli_verify import run_verify
+        from gvstore.cli.verify import run_verify
 
         params = load_params(args.params)
         for name in params.study.verifiers:

@@ -624,7 +624,7 @@ def test_the_cli_refuses_a_key_over_plain_http_in_one_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from gvstore.cli import app
+    from gvstore.cli.app import app
 
     monkeypatch.setenv("GVSTORE_OPENAI_BASE_URLS", "http://10.0.0.5:8000")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")

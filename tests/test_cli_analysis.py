@@ -10,8 +10,8 @@ import typer
 from typer.testing import CliRunner
 
 from gvstore import synth
-from gvstore.cli import _Group, _root
-from gvstore.cli_analysis import register
+from gvstore.cli.analysis import register
+from gvstore.cli.app import _Group, _root
 from gvstore.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from gvstore.cli_extra import corr_cmd, parse_ks, passk_cmd, scaling_cmd, variance_cmd
+from gvstore.cli.metrics import corr_cmd, parse_ks, passk_cmd, scaling_cmd, variance_cmd
 from gvstore.errors import GvstoreError
 from gvstore.records import Generation, Grade, Prompt, Verification, seal
 from gvstore.store import Store
@@ -21,7 +21,7 @@ app = typer.Typer()
 
 @app.callback()
 def _root(ctx: typer.Context, store: Annotated[Path, typer.Option("--store")]) -> None:
-    ctx.obj = {"store": store}  # as gvstore/cli.py's _root does
+    ctx.obj = {"store": store}  # as gvstore/cli/app.py's _root does
 
 
 app.command("passk")(passk_cmd)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from gvstore.cli import app
+from gvstore.cli.app import app
 from gvstore.store import Store
 
 runner = CliRunner()
@@ -118,4 +118,4 @@ def test_import_gvstore_stays_light() -> None:
     # Records and the store import nothing heavier than msgspec and zstandard.
     assert _imported_after("import gvstore.records, gvstore.store, gvstore.digest") == []
     # The CLI never imports a model stack just to start.
-    assert set(_imported_after("import gvstore.cli")) <= {"polars"}
+    assert set(_imported_after("import gvstore.cli.app")) <= {"polars"}

@@ -230,9 +230,9 @@ def _check_moved(parent: Path, child: Path) -> None:
 
 
 def _check_generations(spec: ModelSpec, digest: str, tmp_path: Path) -> None:
-    from gvstore import generate
     from gvstore.backends import get_backend
     from gvstore.records import Generation, Sampling
+    from gvstore.steps import generate
     from gvstore.store import Store
     from gvstore.tasks.registry import get_task
 
@@ -289,7 +289,7 @@ def test_sft_round(sft_round: tuple[ModelSpec, FinetuneResult, Path], tmp_path: 
 
 def test_cli_finds_the_round_up_to_date(sft_round: tuple[ModelSpec, FinetuneResult, Path]) \
         -> None:
-    from gvstore.cli_finetune import finetune_cmd
+    from gvstore.cli.finetune import finetune_cmd
 
     parent, res, data = sft_round
     app = typer.Typer()

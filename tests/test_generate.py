@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gvstore import generate
 from gvstore.backends import LoglikRequest, SampleRequest, get_backend
 from gvstore.backends.hf import TransformersBackend
 from gvstore.models import MANIFEST, SMOLLM2, resolve
 from gvstore.records import Generation, Prompt, Sampling, seal
+from gvstore.steps import generate
 from gvstore.store import Store
 from gvstore.tasks.registry import get_task
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gvstore.cli import app
+from gvstore.cli.app import app
 from gvstore.errors import GvstoreError
-from gvstore.grading import grade_key, grade_store
 from gvstore.records import Generation, Grade, Prompt, seal
+from gvstore.steps.grade import grade_key, grade_store
 from gvstore.store import Store
 from gvstore.tasks import get_task
 from gvstore.tasks.base import Item

@@ -11,10 +11,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from gvstore.cli_tasks import data_app, grade_cmd, tasks_app
+from gvstore.cli.tasks import data_app, grade_cmd, tasks_app
 from gvstore.errors import GvstoreError
-from gvstore.grading import grade_key, grade_store
 from gvstore.records import Generation, Grade, seal
+from gvstore.steps.grade import grade_key, grade_store
 from gvstore.store import Store
 from gvstore.tasks import get_task
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 from writer_child import records as child_records
 
-from gvstore.cli import app
+from gvstore.cli.app import app
 from gvstore.errors import DamagedSegment
 from gvstore.journal import HEADER, JOURNAL_NAME, MissingSegment, read_journal
 from gvstore.replay import Projections

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gvstore.cli import app
+from gvstore.cli.app import app
 from gvstore.errors import GvstoreError
 from gvstore.models import MANIFEST, ModelSpec, prepare, prepared_dir
 from gvstore.names import MAX_NAME, check_folder, check_name, inside, is_safe_name, safe_rmtree
@@ -139,7 +139,7 @@ def test_prepare_refuses_before_loading_or_removing(tmp_path: Path) -> None:
 
 def test_round_paths_check_the_name(tmp_path: Path) -> None:
     from gvstore.params import RoundsParams
-    from gvstore.rounds import folder
+    from gvstore.steps.rounds import folder
 
     r = RoundsParams(dir=str(tmp_path / "rounds"))
     assert r.model_dir("r1") == tmp_path / "rounds" / "models" / "r1"

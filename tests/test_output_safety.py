@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gvstore import synth
-from gvstore.cli import app
+from gvstore.cli.app import app
 from gvstore.output import err_console, fmt, one_line, safe_text
 from gvstore.progress import progress
 from gvstore.records import kind_of
@@ -132,7 +132,7 @@ def test_tasks_show_prints_reference_and_text_as_text(monkeypatch: pytest.Monkey
         def items(self, split: str = "test", path: object = None) -> list[Item]:
             return [Item("i[/]", f"What is [bold]x[/bold] {ESCS}?", "[a,b]", split)]
 
-    monkeypatch.setattr("gvstore.cli_tasks.get_task", lambda name, path=None: Odd())
+    monkeypatch.setattr("gvstore.cli.tasks.get_task", lambda name, path=None: Odd())
     res = CliRunner().invoke(app, ["tasks", "show", "arith", "--n", "1", "--kshot", "0"])
     assert res.exit_code == 0, res.output
     _no_escapes(res.stdout)

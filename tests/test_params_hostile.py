@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gvstore.cli import app
+from gvstore.cli.app import app
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

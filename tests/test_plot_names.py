@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gvstore import synth
-from gvstore.cli import app
+from gvstore.cli.app import app
 from gvstore.store import Store
 
 NAME = "$\\frac{$"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gvstore.cli import app
+from gvstore.cli.app import app
 from gvstore.errors import GvstoreError
 from gvstore.params import load, validate
 
@@ -106,7 +106,7 @@ def test_chain_rounds_and_files(tmp_path: Path) -> None:
 
 
 def test_fixed_verifier_and_ground_truth_are_configurations(tmp_path: Path) -> None:
-    from gvstore import rounds
+    from gvstore.steps import rounds
 
     for verifier, expect in ((M0, [M0, M0, M0]), ("self", [M0, M1, M2]),
                              ("ground_truth", [None, None, None])):
@@ -117,7 +117,7 @@ def test_fixed_verifier_and_ground_truth_are_configurations(tmp_path: Path) -> N
 
 
 def test_round_model_of_a_missing_folder_says_which_stage_makes_it(tmp_path: Path) -> None:
-    from gvstore import rounds
+    from gvstore.steps import rounds
 
     params = load(_write(tmp_path, {"rounds.dir": str(tmp_path / "rounds")}))
     assert rounds.round_model(params, M0).name == M0
@@ -243,7 +243,7 @@ def test_a_second_repro_does_nothing(rounds_project: Path) -> None:
 
 def test_paper_scale_rounds_config_has_three_rounds_with_the_papers_settings(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from gvstore import rounds
+    from gvstore.steps import rounds
 
     monkeypatch.setenv("GVSTORE_DATA", str(REPO.parent / "shared" / "data"))
     params = load(REPO / "configs" / "rounds-gsm8k-qwen2.5.yaml")
@@ -259,7 +259,7 @@ def test_paper_scale_rounds_config_has_three_rounds_with_the_papers_settings(
     "*.yaml"))], ids=lambda p: p.name)
 def test_every_params_file_expands_in_dvc_yaml(config: Path, tmp_path: Path) -> None:
     # dvc.yaml reads rounds.start and rounds.steps: a params file without them would not parse.
-    from gvstore.cli_params import _stage_count
+    from gvstore.cli.params import _stage_count
 
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     shutil.copy(config, tmp_path / "params.yaml")

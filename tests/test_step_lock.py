@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from gvstore import generate, synth
+from gvstore import synth
 from gvstore.lock import StoreLocked
 from gvstore.records import Sampling
+from gvstore.steps import generate
+from gvstore.steps.verify import run as verify_run
 from gvstore.store import Store
 from gvstore.tasks.arith import Arith
 from gvstore.verifiers.common import Selection, VerifySpec, select
-from gvstore.verifiers.step import run as verify_run
 
 HOLD = ("import sys, time; from pathlib import Path; from gvstore import lock; "
         "f = Path(sys.argv[1]); f.mkdir(parents=True, exist_ok=True); lock.acquire(f); "

@@ -24,7 +24,7 @@ import pytest
 from typer.testing import CliRunner
 from writer_child import records as child_records
 
-from gvstore.cli import app
+from gvstore.cli.app import app
 from gvstore.errors import GvstoreError
 from gvstore.replay import Projections
 from gvstore.store import TMP_SUFFIX, Store

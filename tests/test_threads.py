@@ -58,7 +58,7 @@ CHECK = ("import os, sys; print(os.environ.get('OMP_WAIT_POLICY'), "
          "os.environ.get('KMP_BLOCKTIME'), 'torch' in sys.modules)")
 
 
-@pytest.mark.parametrize("first", ["gvstore.backends.hf", "gvstore.backends", "gvstore.cli"])
+@pytest.mark.parametrize("first", ["gvstore.backends.hf", "gvstore.backends", "gvstore.cli.app"])
 def test_the_passive_wait_policy_is_set_before_torch_is_imported(first: str) -> None:
     # Importing the back end puts it in the environment before any torch import (OpenMP reads
     # it when torch loads it).

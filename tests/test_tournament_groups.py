@@ -38,7 +38,7 @@ from gvstore.analysis.gap import GapResult, gap_table
 from gvstore.analysis.rounds import RoundRef, round_report
 from gvstore.analysis.specs import parse, parse_template
 from gvstore.analysis.sweep import sweep
-from gvstore.cli import app
+from gvstore.cli.app import app
 from gvstore.errors import GvstoreError
 from gvstore.params import load
 from gvstore.records import Comparison, Generation, Grade, Prompt, Record, Verification, seal

@@ -19,10 +19,10 @@ from gvstore.backends.base import LoglikRequest
 from gvstore.backends.hf import TransformersBackend
 from gvstore.models import SMOLLM2, resolve
 from gvstore.records import Comparison, Generation, Verification, seal
+from gvstore.steps.verify import plan, run
 from gvstore.store import Store
 from gvstore.tasks.registry import get_task
-from gvstore.verifiers import VerifySpec, run, select
-from gvstore.verifiers.step import plan
+from gvstore.verifiers import VerifySpec, select
 from gvstore.verifiers.templates import mc_answers
 
 pytest.importorskip("transformers")
@@ -95,8 +95,8 @@ def test_mc_on_the_real_model(backend: TransformersBackend, models_dir: Path,
 
 
 def _app() -> typer.Typer:
-    from gvstore.cli_model import generate_cmd
-    from gvstore.cli_verify import verify_cmd
+    from gvstore.cli.model import generate_cmd
+    from gvstore.cli.verify import verify_cmd
 
     app = typer.Typer()
     app.command("generate")(generate_cmd)

@@ -12,9 +12,10 @@ from gvstore.backends.base import Backend, LoglikRequest, Sample, SampleRequest
 from gvstore.digest import digest
 from gvstore.errors import GvstoreError
 from gvstore.records import Generation, Prompt, Sampling, Verification, seal
+from gvstore.steps.verify import run
 from gvstore.store import Store
 from gvstore.tasks.registry import get_task
-from gvstore.verifiers import VerifySpec, get_template, run, select
+from gvstore.verifiers import VerifySpec, get_template, select
 from gvstore.verifiers.common import histogram, problem_text
 from gvstore.verifiers.templates import FAMILIES, METHODS, TEMPLATES, mc_answers
 

@@ -11,9 +11,10 @@ import pytest
 
 from gvstore.backends.base import Backend, Sample, SampleRequest
 from gvstore.records import Comparison, Generation, Prompt, Sampling, seal
+from gvstore.steps.verify import run
 from gvstore.store import Store
 from gvstore.tasks.registry import get_task
-from gvstore.verifiers import VerifySpec, run, select
+from gvstore.verifiers import VerifySpec, select
 from gvstore.verifiers.tournament import advancing
 
 QUALITY = re.compile(r"Solution A:\nquality=(\d+)\n\nSolution B:\nquality=(\d+)")

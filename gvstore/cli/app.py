@@ -1,4 +1,5 @@
-"""The ``gvstore`` command line. Subcommand groups live in ``cli_*.py`` modules.
+"""The ``gvstore`` command line. Subcommand groups live in the other
+modules of ``gvstore.cli``.
 
 Errors: a ``GvstoreError`` (bad input, missing file, damaged store) becomes one line on stderr
 and exit status 1; any other exception becomes one line naming it and exit status 70. With
@@ -90,16 +91,16 @@ def _root(
 
 
 def _register() -> None:
-    from gvstore.cli_analysis import register as register_analysis
-    from gvstore.cli_extra import corr_cmd, passk_cmd, scaling_cmd, variance_cmd
-    from gvstore.cli_finetune import finetune_cmd
-    from gvstore.cli_model import generate_cmd, prepare_model_cmd
-    from gvstore.cli_params import params_app
-    from gvstore.cli_report import report_cmd
-    from gvstore.cli_rounds import rounds_cmd
-    from gvstore.cli_store import store_app
-    from gvstore.cli_tasks import data_app, grade_cmd, tasks_app
-    from gvstore.cli_verify import verify_cmd
+    from gvstore.cli.analysis import register as register_analysis
+    from gvstore.cli.finetune import finetune_cmd
+    from gvstore.cli.metrics import corr_cmd, passk_cmd, scaling_cmd, variance_cmd
+    from gvstore.cli.model import generate_cmd, prepare_model_cmd
+    from gvstore.cli.params import params_app
+    from gvstore.cli.report import report_cmd
+    from gvstore.cli.rounds import rounds_cmd
+    from gvstore.cli.store import store_app
+    from gvstore.cli.tasks import data_app, grade_cmd, tasks_app
+    from gvstore.cli.verify import verify_cmd
 
     app.add_typer(store_app, name="store")
     app.add_typer(params_app, name="params")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gvstore.cli_common import JsonOpt
+from gvstore.cli.options import JsonOpt
 from gvstore.digest import short
 from gvstore.errors import GvstoreError
 from gvstore.finetune import METHODS, build_hparams, help_texts, parent_spec

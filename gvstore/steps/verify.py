@@ -1,7 +1,7 @@
 """The verify step: turn generations into proxy utilities, asking the verifier only for
 missing keys.
 
-Like ``gvstore.generate``: every request's record key is known before any model call (the
+Like ``gvstore.steps.generate``: every request's record key is known before any model call (the
 seed comes from the base seed, the generation id, the method and the repeat index); the store
 says which keys are missing; the back end is made (``backend_factory``) only if any is; each
 batch is written whole (one ``add_batch``). The batch layout is fixed by the request list:

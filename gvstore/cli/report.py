@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from gvstore.cli_common import JsonOpt
+from gvstore.cli.options import JsonOpt
 from gvstore.errors import GvstoreError
 from gvstore.output import print_json
 

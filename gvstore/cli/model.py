@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gvstore.cli_common import JsonOpt, get_store
+from gvstore.cli.options import JsonOpt, get_store
 from gvstore.errors import GvstoreError
 from gvstore.output import emit, err_console, note, table
 from gvstore.progress import progress
 
 if TYPE_CHECKING:
     from gvstore.backends.base import Backend
-    from gvstore.generate import GenerateSummary
     from gvstore.models import ModelSpec
     from gvstore.params import Params, SampleParams, TaskEntry
+    from gvstore.steps.generate import GenerateSummary
     from gvstore.store import Store
 
 ModelOpt = Annotated[str, typer.Option(
@@ -126,9 +126,9 @@ def generate_task(
     quiet: bool = False,
 ) -> GenerateSummary:
     """Generate one model's missing samples of one task, with a progress bar."""
-    from gvstore import generate
     from gvstore.backends import get_backend
     from gvstore.models import resolve
+    from gvstore.steps import generate
     from gvstore.tasks.registry import get_task
 
     t = get_task(task, entry.data)

@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from gvstore.analysis.rounds import RoundRef, RoundsReport
     from gvstore.analysis.specs import Spec
     from gvstore.finetune import FinetuneResult, Hyperparams
-    from gvstore.generate import GenerateSummary
-    from gvstore.grading import GradeSummary
     from gvstore.models import ModelSpec
+    from gvstore.steps.generate import GenerateSummary
+    from gvstore.steps.grade import GradeSummary
     from gvstore.store import Store
     from gvstore.verifiers.common import VerifySummary
 
@@ -118,7 +118,7 @@ def _ensure(store: Store, name: str) -> None:
 
 def generate(params: Params, model: str, *, quiet: bool = False) -> GenerateSummary:
     """Round ``model``'s samples of the rounds' prompts (only the missing ones)."""
-    from gvstore.cli_model import generate_task
+    from gvstore.cli.model import generate_task
 
     r = params.rounds
     store = _store(params)
@@ -133,7 +133,7 @@ def generate(params: Params, model: str, *, quiet: bool = False) -> GenerateSumm
 
 def grade(params: Params, model: str) -> GradeSummary:
     """Grades of round ``model``'s samples."""
-    from gvstore.grading import grade_store
+    from gvstore.steps.grade import grade_store
 
     r = params.rounds
     rnd = r.round_of(model)
@@ -148,7 +148,7 @@ def verify(params: Params, model: str, *, quiet: bool = False) -> list[VerifySum
     """The rounds' verifier on round ``model``'s samples, for each method of the filter (none
     for the ground truth)."""
     from gvstore.analysis.specs import methods_of
-    from gvstore.cli_verify import verify_task
+    from gvstore.cli.verify import verify_task
 
     r, v = params.rounds, params.verify
     store = _store(params)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gvstore.cli_common import JsonOpt
+from gvstore.cli.options import JsonOpt
 from gvstore.output import emit
 
 params_app = typer.Typer(help="Check study parameter files.", no_args_is_help=True)

@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from gvstore.cli_analysis import GraderOpt, PlotOpt, _spec
-from gvstore.cli_common import JsonOpt
+from gvstore.cli.analysis import GraderOpt, PlotOpt, _spec
+from gvstore.cli.options import JsonOpt
 from gvstore.errors import GvstoreError
 from gvstore.output import print_json
 
@@ -53,11 +53,11 @@ def rounds_cmd(
     """Per round: accuracy (strict and flexible apart), gap and relative gap with bootstrap
     intervals, pass@k, and answer diversity (distinct and effective answers), with the trend
     from the first round to the last. docs/metrics_extra.md defines each number."""
-    from gvstore import rounds
     from gvstore.analysis.rounds import infer_chain, round_report, rounds_figure
     from gvstore.params import load
     from gvstore.replay import Projections
     from gvstore.report import render_rounds
+    from gvstore.steps import rounds
     from gvstore.store import Store
 
     obj = ctx.find_root().obj or {}
@@ -81,7 +81,7 @@ def rounds_cmd(
             seed=params.base.seed if seed is None else seed, grader=grader,
             items=prompts.items, split=prompts.split)
     else:
-        from gvstore.cli_common import get_store
+        from gvstore.cli.options import get_store
 
         store = get_store(ctx)
         if not store.root.exists():

@@ -12,7 +12,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from gvstore import synth
-from gvstore.cli_common import JsonOpt, get_store
+from gvstore.cli.options import JsonOpt, get_store
 from gvstore.errors import GvstoreError
 from gvstore.output import console, emit, err_console, note, print_json, safe_text, table
 from gvstore.progress import progress

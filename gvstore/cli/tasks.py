@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from gvstore.cli_common import JsonOpt, get_store
+from gvstore.cli.options import JsonOpt, get_store
 from gvstore.errors import GvstoreError
-from gvstore.grading import check_tasks, grade_store
 from gvstore.output import console, emit, err_console, note, print_json, safe_text, styled, table
 from gvstore.progress import progress
+from gvstore.steps.grade import check_tasks, grade_store
 from gvstore.tasks import data
 from gvstore.tasks.registry import get_task, list_tasks
 

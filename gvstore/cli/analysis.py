@@ -16,7 +16,7 @@ from rich.text import Text
 from gvstore.analysis.frames import Dataset, Filters
 from gvstore.analysis.gap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, gap_table
 from gvstore.analysis.specs import Leaf, Mean, Spec, SpecError, parse, parse_template
-from gvstore.cli_common import JsonOpt, get_store
+from gvstore.cli.options import JsonOpt, get_store
 from gvstore.errors import GvstoreError
 from gvstore.output import emit, error_block, fmt, table
 from gvstore.replay import Projections

@@ -1,6 +1,6 @@
 """``gvstore passk | corr | variance | scaling``: the analyses beyond the gap.
 
-Plain command functions; ``gvstore/cli.py`` registers them on the root app. Every command reads
+Plain command functions; ``gvstore/cli/app.py`` registers them on the root app. Every command reads
 the store's projections, never a model. Filters repeat (``--task a --task b``); an option left
 out means all.
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gvstore.cli_common import JsonOpt, get_store
+from gvstore.cli.options import JsonOpt, get_store
 from gvstore.errors import GvstoreError
 from gvstore.output import emit, note, table
 

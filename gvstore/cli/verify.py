@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gvstore.cli_common import JsonOpt, get_store
+from gvstore.cli.options import JsonOpt, get_store
 from gvstore.errors import GvstoreError
 from gvstore.output import emit, note, table
 from gvstore.progress import progress
@@ -142,7 +142,8 @@ def verify_task(
     verification is missing."""
     from gvstore.backends import get_backend
     from gvstore.models import resolve
-    from gvstore.verifiers import VerifySpec, run, select
+    from gvstore.steps.verify import run
+    from gvstore.verifiers import VerifySpec, select
 
     vspec: VerifySpec = VerifySpec(
         method=method, verifier=verifier.name,
