@@ -95,8 +95,8 @@ def generate_cmd(
                           max_tokens=max_tokens, batch_size=batch_size, backend=backend)
     entry = TaskEntry(split=split, prompts=prompts, offset=offset, kshot=kshot)
     out_folder = folder or f"generate/{task}"
-    summary = generate_task(get_store(ctx), spec, task, entry, sample, seed=seed,
-                            round_=round_, models_dir=models_dir, folder=out_folder,
+    summary = generate_task(get_store(ctx, must_exist=False), spec, task, entry, sample,
+                            seed=seed, round_=round_, models_dir=models_dir, folder=out_folder,
                             quiet=quiet)
     data = summary.as_dict() | {"model": spec.name, "task": task, "folder": out_folder}
     if summary.generated == 0:

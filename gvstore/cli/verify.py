@@ -81,9 +81,9 @@ def verify_cmd(
     sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
     out_folder = folder or default_folder(spec.name, method, task)
     summary = verify_task(
-        get_store(ctx), spec, method, task, sampling=sampling, repeats=repeats, rounds=rounds,
-        seed=seed, backend=backend, batch_size=batch_size, generator=generator, round_=round_,
-        models_dir=models_dir, folder=out_folder, quiet=quiet,
+        get_store(ctx, must_exist=False), spec, method, task, sampling=sampling,
+        repeats=repeats, rounds=rounds, seed=seed, backend=backend, batch_size=batch_size,
+        generator=generator, round_=round_, models_dir=models_dir, folder=out_folder, quiet=quiet,
     )
     data = summary.as_dict() | {"task": task, "folder": out_folder}
     if summary.foreign and not as_json:
