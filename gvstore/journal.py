@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gvstore.errors import DamagedSegment, GvstoreError
+from gvstore.io import fsync_dir, write_atomic
 
 JOURNAL_NAME = ".journal"
 HEADER = "gvstore-journal 1"
@@ -140,23 +141,36 @@ def truncate_torn(j: Journal) -> None:
 
 def rewrite(folder: Path, names: list[str]) -> None:
     """Replace the journal whole: temporary file, fsync, rename, folder fsync."""
-    path = journal_path(folder)
-    tmp = folder / f"{JOURNAL_NAME}.{os.getpid()}.part"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(HEADER + "\n" + "".join(n + "\n" for n in names))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(folder)
+    write_atomic(journal_path(folder), HEADER + "\n" + "".join(n + "\n" for n in names))
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (fsync the folder); the store's writes use it too."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+@dataclass
+class FolderJournal:
+    """One folder's segments against its journal (``journal`` None: the folder has none)."""
+
+    folder: Path
+    present: set[str]
+    journal: Journal | None
+
+    @property
+    def missing(self) -> list[str]:
+        if self.journal is None:
+            return []
+        return [n for n in self.journal.names if n not in self.present]
+
+    @property
+    def unjournalled(self) -> list[str]:
+        if self.journal is None:
+            return []
+        listed = set(self.journal.names)
+        return sorted(n for n in self.present if n not in listed)
+
+    def damage(self) -> list[DamagedSegment]:
+        """A missing segment or a bad journal line, as the error reading would raise."""
+        out: list[DamagedSegment] = []
+        if self.journal is None:
+            return out
+        for _, reason in self.journal.bad_lines:
+            out.append(DamagedJournal(self.journal.path, reason))
+        out.extend(MissingSegment(self.folder / n, self.journal.path) for n in self.missing)
+        return out

@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gvstore.io import sha256_file, write_atomic
+
 MANIFEST_SUFFIX = ".manifest.json"
 TMP_SUFFIX = ".part"
 
@@ -41,10 +43,6 @@ def manifest_path(folder: Path, key: str) -> Path:
     return folder / f"{key}{MANIFEST_SUFFIX}"
 
 
-def file_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def read_manifest(path: Path) -> dict[str, str] | None:
     """File name -> SHA-256 of a manifest, or None if it is absent or unreadable."""
     try:
@@ -60,14 +58,9 @@ def read_manifest(path: Path) -> dict[str, str] | None:
 
 
 def write_manifest(folder: Path, key: str, files: dict[str, str]) -> None:
-    """Atomically write a manifest (temporary name, then rename)."""
-    path = manifest_path(folder, key)
-    tmp = folder / f".{path.name}.{os.getpid()}{TMP_SUFFIX}"
-    try:
-        tmp.write_text(json.dumps({"key": key, "files": files}, sort_keys=True, indent=1))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Atomically write a manifest (temporary name, then rename; a cache, so no fsync)."""
+    text = json.dumps({"key": key, "files": files}, sort_keys=True, indent=1)
+    write_atomic(manifest_path(folder, key), text, durable=False)
 
 
 def pid_alive(pid: int) -> bool:
@@ -116,7 +109,7 @@ def check(folder: Path) -> CacheReport:
             p = folder / name
             rep.checked += 1
             try:
-                got = file_digest(p.read_bytes())
+                got = sha256_file(p)
             except OSError as exc:
                 rep.damaged.append((str(p), f"cannot read: {exc.strerror}"))
                 continue

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import polars as pl
 
 from gvstore import projcache
 from gvstore.errors import DamagedSegment, GvstoreError
+from gvstore.io import write_atomic
 from gvstore.store import Store
 
 PROJECTION_VERSION = "3"  # 3: grades carry ``extracted``
@@ -130,7 +130,7 @@ def _build(
     store: Store, skip_damaged: bool, on_skip: Callable[[DamagedSegment], None] | None
 ) -> dict[str, pl.DataFrame]:
     parts: list[pl.DataFrame] = []
-    for path, data in store._checked(skip_damaged, on_skip, journals=False):
+    for path, data in store.checked_segments(skip_damaged, on_skip, journals=False):
         try:
             parts.append(pl.read_ndjson(io.BytesIO(data), schema=_LINE_SCHEMA))
         except (pl.exceptions.PolarsError, ValueError) as exc:
@@ -198,7 +198,7 @@ class Projections:
                 raw = (folder / fname).read_bytes()
             except OSError:
                 return None
-            if files.get(fname) != projcache.file_digest(raw):
+            if files.get(fname) != hashlib.sha256(raw).hexdigest():
                 return None  # tampered or torn: rebuild (``store verify`` reports it)
             try:
                 frames[name] = pl.read_parquet(io.BytesIO(raw))
@@ -220,13 +220,8 @@ class Projections:
             frames[name].write_parquet(buf, compression="lz4", statistics=False)
             raw = buf.getvalue()
             p = folder / f"{key}-{name}.parquet"
-            tmp = p.with_name(f".{p.name}.{os.getpid()}.part")
-            try:
-                tmp.write_bytes(raw)
-                os.replace(tmp, p)
-            finally:
-                tmp.unlink(missing_ok=True)
-            digests[p.name] = projcache.file_digest(raw)
+            write_atomic(p, raw, durable=False)  # a cache: rebuilt if lost
+            digests[p.name] = hashlib.sha256(raw).hexdigest()
         projcache.write_manifest(folder, key, digests)
 
     def load(self) -> dict[str, pl.DataFrame]:

@@ -14,7 +14,8 @@ from gvstore.cli.app import app
 from gvstore.errors import DamagedSegment
 from gvstore.journal import HEADER, JOURNAL_NAME, MissingSegment, read_journal
 from gvstore.replay import Projections
-from gvstore.store import Store, write_segment
+from gvstore.segments import write_segment
+from gvstore.store import Store
 from gvstore.synth import SynthConfig, generate
 
 runner = CliRunner()

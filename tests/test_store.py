@@ -15,7 +15,8 @@ from writer_child import records as child_records
 
 from gvstore.errors import DamagedSegment, GvstoreError
 from gvstore.records import Grade, encoder, seal
-from gvstore.store import SEGMENT_SUFFIX, Store, default_root, read_segment, write_segment
+from gvstore.segments import SEGMENT_SUFFIX, read_segment, write_segment
+from gvstore.store import Store, default_root
 from gvstore.synth import SynthConfig, generate
 
 HERE = Path(__file__).parent

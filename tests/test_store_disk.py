@@ -27,7 +27,8 @@ from writer_child import records as child_records
 from gvstore.cli.app import app
 from gvstore.errors import GvstoreError
 from gvstore.replay import Projections
-from gvstore.store import TMP_SUFFIX, Store
+from gvstore.segments import TMP_SUFFIX
+from gvstore.store import Store
 from gvstore.synth import SynthConfig, generate
 
 runner = CliRunner()

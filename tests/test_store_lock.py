@@ -13,7 +13,8 @@ import pytest
 from writer_child import records as child_records
 
 from gvstore.lock import LOCK_NAME, StoreLocked
-from gvstore.store import SEGMENT_SUFFIX, Store
+from gvstore.segments import SEGMENT_SUFFIX
+from gvstore.store import Store
 
 HERE = Path(__file__).parent
 GVSTORE = Path(sys.executable).parent / "gvstore"
