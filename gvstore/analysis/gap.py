@@ -25,13 +25,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from gvstore.analysis import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 from gvstore.analysis.frames import Dataset, Group
 from gvstore.analysis.specs import Spec, methods_of
 from gvstore.analysis.weights import Weigher
 from gvstore.errors import GvstoreError
-
-DEFAULT_RESAMPLES = 1000
-DEFAULT_LEVEL = 0.95
 
 
 @dataclass
