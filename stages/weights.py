@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         if not spec_texts:
             raise GvstoreError("no filter spec: give --spec or --params with weights.specs")
         specs = [parse(s) for s in spec_texts]
-        filters = Filters(tuple(args.task), tuple(args.generator), tuple(args.verifier),
-                          tuple(args.round))
+        filters = Filters(tasks=tuple(args.task), generators=tuple(args.generator),
+                          verifiers=tuple(args.verifier), rounds=tuple(args.round))
         rep = materialise(stage_store(params, args.store), specs, filters=filters,
                           folder=args.folder)
         note(f"weights: {rep.computed} computed, {rep.written} written, "

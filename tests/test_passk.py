@@ -10,14 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from gvstore.analysis.passk import (
-    Filters,
-    _version_key,
-    pass_at_k,
-    pass_at_k_matrix,
-    pass_at_k_table,
-    utility_frame,
-)
+from gvstore.analysis.frames import Filters, base_frame, version_key
+from gvstore.analysis.passk import pass_at_k, pass_at_k_matrix, pass_at_k_table
 from gvstore.errors import GvstoreError
 from gvstore.records import Generation, Grade, Prompt, seal
 from gvstore.replay import Projections
@@ -127,7 +121,7 @@ def _hand_store(tmp_path: Path) -> Projections:
 
 
 def test_table_by_hand(tmp_path: Path) -> None:
-    frame = utility_frame(_hand_store(tmp_path))
+    frame = base_frame(_hand_store(tmp_path))
     assert frame.height == 7 and frame["utility"].null_count() == 1
     got = pass_at_k_table(frame, [1, 2, 4])
     assert got.columns == ["task", "model", "round", "k", "pass_at_k", "prompts", "excluded",
@@ -143,7 +137,7 @@ def test_table_by_hand(tmp_path: Path) -> None:
 
 
 def test_flexible_utility_and_newest_grader_version(tmp_path: Path) -> None:
-    frame = utility_frame(_hand_store(tmp_path), utility="flexible")
+    frame = base_frame(_hand_store(tmp_path), utility="flexible")
     rows = {r["k"]: r for r in pass_at_k_table(frame, [1, 2]).to_dicts()}
     # a: 2 of 4 correct; b: 1 of 2 (the version-"10" grade counts, not version "9").
     assert rows[1]["pass_at_k"] == pytest.approx((2 / 4 + 1 / 2) / 2)
@@ -151,7 +145,7 @@ def test_flexible_utility_and_newest_grader_version(tmp_path: Path) -> None:
 
 
 def test_no_prompt_has_k_samples_gives_null(tmp_path: Path) -> None:
-    frame = utility_frame(_hand_store(tmp_path))
+    frame = base_frame(_hand_store(tmp_path))
     row = pass_at_k_table(frame, [5]).to_dicts()[0]
     assert row["pass_at_k"] is None and row["prompts"] == 0 and row["excluded"] == 2
 
@@ -162,12 +156,12 @@ def test_groups_and_filters(tmp_path: Path) -> None:
     g1 = [_gen(p, i, model="m1", round_=1) for i in range(2)]
     proj = _store(tmp_path, [p, *g0, *g1, _grade(g0[0], 1), _grade(g0[1], 0),
                              _grade(g1[0], 1), _grade(g1[1], 1)])
-    got = pass_at_k_table(utility_frame(proj), [1])
+    got = pass_at_k_table(base_frame(proj), [1])
     assert got.select("model", "round", "pass_at_k").rows() == [("m0", 0, 0.5), ("m1", 1, 1.0)]
-    only = utility_frame(proj, filters=Filters(generators=("m1",)))
+    only = base_frame(proj, filters=Filters(generators=("m1",)))
     assert set(only["model"]) == {"m1"}
-    assert utility_frame(proj, filters=Filters(rounds=(0,)))["model"].unique().to_list() == ["m0"]
-    whole = pass_at_k_table(utility_frame(proj), [1], by=())
+    assert base_frame(proj, filters=Filters(rounds=(0,)))["model"].unique().to_list() == ["m0"]
+    whole = pass_at_k_table(base_frame(proj), [1], by=())
     assert whole.columns == ["k", "pass_at_k", "prompts", "excluded", "ungraded"]
     # One prompt, both models' samples pooled: 3 correct of 4.
     assert whole["pass_at_k"].to_list() == [0.75]
@@ -178,14 +172,14 @@ def test_two_graders_need_a_choice(tmp_path: Path) -> None:
     g = _gen(p, 0)
     proj = _store(tmp_path, [p, g, _grade(g, 1.0, grader="x"), _grade(g, 0.0, grader="y")])
     with pytest.raises(GvstoreError, match="several graders"):
-        utility_frame(proj)
-    assert utility_frame(proj, grader="y")["utility"].to_list() == [0.0]
+        base_frame(proj)
+    assert base_frame(proj, grader="y")["utility"].to_list() == [0.0]
     with pytest.raises(GvstoreError, match="unknown utility"):
-        utility_frame(proj, utility="loose")
+        base_frame(proj, utility="loose")
 
 
 def test_version_order_is_natural() -> None:
-    assert sorted(["10", "9", "1.10", "1.2", "2"], key=_version_key) == [
+    assert sorted(["10", "9", "1.10", "1.2", "2"], key=version_key) == [
         "1.2", "1.10", "2", "9", "10"]
 
 

@@ -31,18 +31,27 @@ from gvstore.replay import Projections
 UTILITIES = ("strict", "flexible")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Filters:
-    """Which records an analysis looks at; an empty tuple means all."""
+    """Which records an analysis looks at; an empty tuple means all. The one filter set of
+    every analysis (gap, sweep, cross, export, weights, pass@k, corr, variance, rounds)."""
 
     tasks: tuple[str, ...] = ()
     generators: tuple[str, ...] = ()
     verifiers: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
     rounds: tuple[int, ...] = ()
     prompts: tuple[int, ...] = ()
     """Prompt handles (``replay.handle`` of the prompt record ids)."""
 
+    @property
+    def restricts_generations(self) -> bool:
+        """Whether a task, generator, round or prompt filter is set."""
+        return bool(self.tasks or self.generators or self.rounds or self.prompts)
+
     def generations(self, gens: pl.DataFrame) -> pl.DataFrame:
+        """The rows of a ``generations`` frame that pass the task, generator, round and
+        prompt filters."""
         if self.tasks:
             gens = gens.filter(pl.col("task").is_in(self.tasks))
         if self.generators:
@@ -54,12 +63,24 @@ class Filters:
         return gens
 
     def verifier_rows(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The rows of a ``verifications`` or ``comparisons`` frame that pass the verifier and
+        method filters (the generation filters are the caller's join)."""
         if self.verifiers:
             frame = frame.filter(pl.col("verifier").is_in(self.verifiers))
+        if self.methods:
+            frame = frame.filter(pl.col("method").is_in(self.methods))
         return frame
 
+    def verifications(self, vers: pl.DataFrame, gens: pl.DataFrame) -> pl.DataFrame:
+        """The rows of a ``verifications`` frame that pass every filter (via their generation
+        in ``gens``, the ``generations`` frame)."""
+        vers = self.verifier_rows(vers)
+        if self.restricts_generations:
+            vers = vers.join(self.generations(gens).select("gen"), on="gen", how="semi")
+        return vers
 
-def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     """Natural order of version strings: ``"2" < "10"``, ``"1.2" < "1.10"``."""
     return tuple((0, int(p)) if p.isdigit() else (1, p)
                  for p in re.findall(r"\d+|[^\d.]+", version))
@@ -73,7 +94,7 @@ def newest_grades(grades: pl.DataFrame, grader: str | None = None) -> pl.DataFra
         return grades
     versions = grades["grader_version"].unique().to_list()
     if len(versions) > 1:
-        rank = {v: i for i, v in enumerate(sorted(versions, key=_version_key))}
+        rank = {v: i for i, v in enumerate(sorted(versions, key=version_key))}
         grades = (
             grades.with_columns(
                 _rank=pl.col("grader_version").replace_strict(rank, return_dtype=pl.Int64)
@@ -297,8 +318,12 @@ class Dataset:
                     f"unknown utility {self.utility!r}; choose from {', '.join(UTILITIES)}")
             gens = self.filters.generations(self.proj.generations).select(
                 "gen", "prompt", "task", "model", "round", "sample_index")
-            grades = (newest_grades(self.proj.grades, self.grader)
-                      if self.utility is not None else None)
+            grades = None
+            if self.utility is not None:
+                grades = self.proj.grades
+                if self.filters.restricts_generations:  # only these generations' graders
+                    grades = grades.join(gens.select("gen"), on="gen", how="semi")
+                grades = newest_grades(grades, self.grader)
             parts = gens.partition_by("task", "model", "round", as_dict=True,
                                       maintain_order=True)
             self._slices = sorted(

@@ -14,106 +14,20 @@ A sample counts as correct when its utility is 1 (full credit); partial credit c
 wrong. A prompt with fewer than ``k`` graded samples has no pass@k: it is left out of that
 ``k``'s mean and counted in ``excluded``.
 
-This module also holds the small frame helpers the other ``analysis`` modules of this file set
-share: ``Filters`` and ``utility_frame`` (generations joined with their ground-truth grade).
+The frame pass@k reads is ``frames.base_frame`` (one row per generation with its utility), the
+same frame path as every other analysis.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from gvstore.errors import GvstoreError
-from gvstore.replay import Projections
 
-UTILITIES = ("strict", "flexible")
 DEFAULT_BY = ("task", "model", "round")
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Which records an analysis looks at; an empty tuple means all."""
-
-    tasks: tuple[str, ...] = ()
-    generators: tuple[str, ...] = ()
-    rounds: tuple[int, ...] = ()
-    verifiers: tuple[str, ...] = ()
-    methods: tuple[str, ...] = ()
-
-    def generations(self, gens: pl.DataFrame) -> pl.DataFrame:
-        """The rows of a ``generations`` frame that pass the task, generator and round filters."""
-        if self.tasks:
-            gens = gens.filter(pl.col("task").is_in(self.tasks))
-        if self.generators:
-            gens = gens.filter(pl.col("model").is_in(self.generators))
-        if self.rounds:
-            gens = gens.filter(pl.col("round").is_in(self.rounds))
-        return gens
-
-    def verifications(self, vers: pl.DataFrame, gens: pl.DataFrame) -> pl.DataFrame:
-        """The rows of a ``verifications`` frame that pass every filter (via their generation)."""
-        if self.verifiers:
-            vers = vers.filter(pl.col("verifier").is_in(self.verifiers))
-        if self.methods:
-            vers = vers.filter(pl.col("method").is_in(self.methods))
-        if self.tasks or self.generators or self.rounds:
-            vers = vers.join(self.generations(gens).select("gen"), on="gen", how="semi")
-        return vers
-
-
-def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Natural order of version strings: ``"2" < "10"``, ``"1.2" < "1.10"``."""
-    return tuple((0, int(p)) if p.isdigit() else (1, p)
-                 for p in re.findall(r"\d+|[^\d.]+", version))
-
-
-def utility_frame(
-    proj: Projections,
-    *,
-    utility: str = "strict",
-    filters: Filters | None = None,
-    grader: str | None = None,
-) -> pl.DataFrame:
-    """One row per generation that passes ``filters``, with its ground-truth utility.
-
-    Columns: ``gen, prompt, task, model, round, sample_index, utility`` (Float64; null for a
-    generation with no grade). Where a generation was graded under several versions of a
-    grader, its newest grade counts (versions in natural order: ``"2" < "10"``). A generation
-    graded by two different graders is ambiguous: that is an error unless ``grader`` names one.
-    """
-    if utility not in UTILITIES:
-        raise GvstoreError(f"unknown utility {utility!r}; choose from {', '.join(UTILITIES)}")
-    filters = filters or Filters()
-    gens = filters.generations(proj.generations).select(
-        "gen", "prompt", "task", "model", "round", "sample_index"
-    )
-    grades = proj.grades
-    if grader is not None:
-        grades = grades.filter(pl.col("grader") == grader)
-    grades = grades.join(gens.select("gen"), on="gen", how="semi")
-    if grades.height:
-        order = sorted(grades["grader_version"].unique().to_list(), key=_version_key)
-        rank = {v: i for i, v in enumerate(order)}
-        grades = (
-            grades.with_columns(
-                _rank=pl.col("grader_version").replace_strict(rank, return_dtype=pl.Int64)
-            )
-            .sort("gen", "grader", "_rank")
-            .unique(subset=["gen", "grader"], keep="last", maintain_order=True)
-        )
-        if grades["gen"].n_unique() != grades.height:
-            names = sorted(grades["grader"].unique().to_list())
-            raise GvstoreError(
-                f"generations are graded by several graders ({', '.join(names)}); "
-                "name one with --grader"
-            )
-    return gens.join(
-        grades.select("gen", pl.col(utility).alias("utility")), on="gen", how="left"
-    )
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -135,7 +49,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - q
 
 
-def _check_ks(ks: Iterable[int]) -> list[int]:
+def check_ks(ks: Iterable[int]) -> list[int]:
+    """The ks sorted and deduplicated; an error if there is none or one is below 1."""
     out = sorted({int(k) for k in ks})
     if not out:
         raise GvstoreError("pass@k needs at least one k")
@@ -157,7 +72,7 @@ def pass_at_k_matrix(n: np.ndarray, c: np.ndarray, ks: Sequence[int]) -> np.ndar
         raise ValueError("n and c must be 1-d arrays of the same length")
     if n.size and (np.any(c < 0) or np.any(c > n)):
         raise ValueError("need 0 <= c <= n for every prompt")
-    karr = np.asarray(_check_ks(ks), dtype=np.int64)
+    karr = np.asarray(check_ks(ks), dtype=np.int64)
     out = np.full((n.size, karr.size), np.nan)
     for nv in np.unique(n):
         rows = np.flatnonzero(n == nv)
@@ -184,13 +99,13 @@ def pass_at_k_table(
     """Mean over prompts of per-prompt pass@k, per group of ``by`` and per ``k``.
 
     ``frame`` has one row per generation with columns ``prompt``, ``utility`` (null: not
-    graded; left out and counted) and the ``by`` columns (``utility_frame`` gives such a
+    graded; left out and counted) and the ``by`` columns (``frames.base_frame`` gives such a
     frame). Returns one row per group and ``k``: the ``by`` columns, ``k``, ``pass_at_k`` (null
     where no prompt has ``k`` samples), ``prompts`` (prompts in the mean), ``excluded``
     (prompts with fewer than ``k`` graded samples) and ``ungraded`` (generations of the group
     with no grade).
     """
-    klist = _check_ks(ks)
+    klist = check_ks(ks)
     by = list(by)
     missing = [col for col in (*by, "prompt", "utility") if col not in frame.columns]
     if missing:

@@ -41,7 +41,7 @@ import polars as pl
 
 from gvstore.analysis.frames import UTILITIES, Dataset, Filters, Group, lookup, newest_grades
 from gvstore.analysis.gap import DEFAULT_RESAMPLES, Bootstrap, GapResult, Graded, summarise
-from gvstore.analysis.passk import _check_ks, pass_at_k_matrix
+from gvstore.analysis.passk import check_ks, pass_at_k_matrix
 from gvstore.analysis.specs import Spec, methods_of
 from gvstore.analysis.weights import Weigher
 from gvstore.errors import GvstoreError
@@ -477,7 +477,7 @@ def round_report(
         raise GvstoreError(f"unknown utility {utility!r}; choose from {', '.join(UTILITIES)}")
     if resamples < 0:
         raise GvstoreError(f"resamples must be >= 0, got {resamples}")
-    klist = _check_ks(ks)
+    klist = check_ks(ks)
     frames = _round_frames(proj, task, chain, items, split, grader)
     common, before = _common_prompts(task, chain, frames)
     ctx = (None if spec is None else

@@ -66,8 +66,8 @@ def _spec_error(exc: SpecError) -> NoReturn:
 
 def _filters(task: list[str] | None, generator: list[str] | None,
              verifier: list[str] | None, rnd: list[int] | None) -> Filters:
-    return Filters(tuple(task or ()), tuple(generator or ()), tuple(verifier or ()),
-                   tuple(rnd or ()))
+    return Filters(tasks=tuple(task or ()), generators=tuple(generator or ()),
+                   verifiers=tuple(verifier or ()), rounds=tuple(rnd or ()))
 
 
 def _dataset(ctx: typer.Context, utility: str | None, filters: Filters,

@@ -49,7 +49,7 @@ def _filters(
     round_: list[int] | None = None, verifier: list[str] | None = None,
     method: list[str] | None = None,
 ) -> Any:
-    from gvstore.analysis.passk import Filters
+    from gvstore.analysis.frames import Filters
 
     return Filters(tasks=tuple(task or ()), generators=tuple(generator or ()),
                    rounds=tuple(round_ or ()), verifiers=tuple(verifier or ()),
@@ -131,10 +131,11 @@ def passk_cmd(
     """
     import polars as pl
 
-    from gvstore.analysis.passk import pass_at_k_table, utility_frame
+    from gvstore.analysis.frames import base_frame
+    from gvstore.analysis.passk import pass_at_k_table
 
-    frame = utility_frame(_projections(ctx), utility=utility, grader=grader,
-                          filters=_filters(task, generator, round_))
+    frame = base_frame(_projections(ctx), utility=utility, grader=grader,
+                       filters=_filters(task, generator, round_))
     graded = frame.filter(pl.col("utility").is_not_null())
     if graded.height == 0:
         raise GvstoreError("no graded generations match the filters")
@@ -307,12 +308,11 @@ def _store_gaps(
     Without ``--verifier`` only self-verification counts (verifier = generator), as in
     figure 1. A model must be left with one (task, round, verifier) group.
     """
-    from gvstore.analysis.frames import Dataset
-    from gvstore.analysis.frames import Filters as GapFilters
+    from gvstore.analysis.frames import Dataset, Filters
     from gvstore.analysis.gap import gap_table
     from gvstore.analysis.specs import parse
 
-    ds = Dataset(_projections(ctx), utility=utility, grader=grader, filters=GapFilters(
+    ds = Dataset(_projections(ctx), utility=utility, grader=grader, filters=Filters(
         tasks=tuple(task or ()), verifiers=tuple(verifier or ()), rounds=tuple(round_ or ())))
     rows = gap_table(ds, [parse(spec)], resamples=0)
     if not verifier:
