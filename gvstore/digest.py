@@ -42,6 +42,14 @@ def digest(value: Any) -> str:
     return PREFIX + hashlib.sha256(_canonical.encode(value)).hexdigest()
 
 
+def seed(*parts: object) -> int:
+    """The seed of one request, derived from what identifies it (base seed first): SHA-256 of
+    the parts' ``str`` joined by ``|``, first 8 bytes little-endian, masked to 63 bits. Seeds
+    go into record keys, so this formula is part of the digest contract."""
+    h = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
 def short(d: str, n: int = 12) -> str:
     """A digest shortened for display (``sha256:`` prefix dropped)."""
     return d.split(":", 1)[-1][:n]

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 import msgspec
 
 from gvstore.digest import digest
+from gvstore.errors import GvstoreError
 
 SCHEMA = 1
 """The schema version new records are written with."""
@@ -50,6 +51,14 @@ class Sampling(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     top_k: int = 0
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        """The one sampling validation (generate, verify and params use it)."""
+        if (self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0
+                or self.max_tokens < 1):
+            raise GvstoreError(
+                "sampling needs temperature >= 0, 0 < top_p <= 1, top_k >= 0, max_tokens >= 1"
+            )
 
 
 class _Base(msgspec.Struct, frozen=True, tag_field="kind", kw_only=True, gc=False):

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 note(f"{where}: nothing to verify (the ground truth filters)")
             for v in done:
                 d = v.as_dict()
-                note(f"{where}: verify {v.method} by {v.verifier}: {v.verified} made, "
+                note(f"{where}: verify {v.method} by {v.verifier}: {v.made} made, "
                      f"{v.present} already present; parse failure rate "
                      f"{d['parse_failure_rate']}, {v.seconds:.1f} s")
         elif args.step == "filter":

@@ -13,10 +13,10 @@ from gvstore import synth
 from gvstore.lock import StoreLocked
 from gvstore.records import Sampling
 from gvstore.steps import generate
+from gvstore.steps.verify import Selection, VerifySpec, select
 from gvstore.steps.verify import run as verify_run
 from gvstore.store import Store
 from gvstore.tasks.arith import Arith
-from gvstore.verifiers.common import Selection, VerifySpec, select
 
 HOLD = ("import sys, time; from pathlib import Path; from gvstore import lock; "
         "f = Path(sys.argv[1]); f.mkdir(parents=True, exist_ok=True); lock.acquire(f); "

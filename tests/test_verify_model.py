@@ -19,10 +19,9 @@ from gvstore.backends.base import LoglikRequest
 from gvstore.backends.hf import TransformersBackend
 from gvstore.models import SMOLLM2, resolve
 from gvstore.records import Comparison, Generation, Verification, seal
-from gvstore.steps.verify import plan, run
+from gvstore.steps.verify import VerifySpec, plan, run, select
 from gvstore.store import Store
 from gvstore.tasks.registry import get_task
-from gvstore.verifiers import VerifySpec, select
 from gvstore.verifiers.templates import mc_answers
 
 pytest.importorskip("transformers")
@@ -74,7 +73,7 @@ def test_mc_on_the_real_model(backend: TransformersBackend, models_dir: Path,
     spec = VerifySpec(method="mc", verifier=SMOLLM2.name,
                       verifier_digest=resolve(SMOLLM2, models_dir).digest)
     s = run(store, "verify", select(store, "arith"), spec, lambda: backend)
-    assert s.verified == 2 and s.parse_failure_rate == 0.0
+    assert s.made == 2 and s.parse_failure_rate == 0.0
     texts = {r.generation.id: r.text for b in plan(select(store, "arith"), spec) for r in b}
     for v in store.records(["verification"]):
         assert isinstance(v, Verification) and v.p_correct and v.p_incorrect

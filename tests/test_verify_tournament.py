@@ -11,11 +11,10 @@ import pytest
 
 from gvstore.backends.base import Backend, Sample, SampleRequest
 from gvstore.records import Comparison, Generation, Prompt, Sampling, seal
-from gvstore.steps.verify import run
+from gvstore.steps.tournament import advancing
+from gvstore.steps.verify import VerifySpec, run, select
 from gvstore.store import Store
 from gvstore.tasks.registry import get_task
-from gvstore.verifiers import VerifySpec, select
-from gvstore.verifiers.tournament import advancing
 
 QUALITY = re.compile(r"Solution A:\nquality=(\d+)\n\nSolution B:\nquality=(\d+)")
 
@@ -114,7 +113,7 @@ def test_bracket_logic(tmp_path: Path, n: int, rounds: int) -> None:
     size = 2 ** rounds
     brackets = [min(size, n - k) for k in range(0, n, size)]
     per_prompt = sum(k - 1 for k in brackets)
-    assert len(comps) == s.verified == s.requested == 2 * per_prompt
+    assert len(comps) == s.made == s.requested == 2 * per_prompt
     assert s.statuses == {"ok": len(comps)} and s.parse_failure_rate == 0.0
     # Every match is won by the better solution, wherever the coin put it.
     for c in comps:
@@ -163,7 +162,7 @@ def test_idempotent_and_resume_gives_the_same_records(tmp_path: Path) -> None:
     assert len(want) == 3 * 7 and fake.calls == 21
     # A second run asks the back end nothing, and does not even build it.
     again = run(full, "verify", select(full, "arith"), spec(3, batch_size=4), fake.factory)
-    assert (again.verified, again.present, fake.calls, fake.factory_calls) == (0, 21, 21, 1)
+    assert (again.made, again.present, fake.calls, fake.factory_calls) == (0, 21, 21, 1)
     assert sum(again.statuses.values()) == 21
     # A run killed inside round 1: round 0 whole, one of round 1's two batches written.
     part = Store(tmp_path / "part")
@@ -176,8 +175,8 @@ def test_idempotent_and_resume_gives_the_same_records(tmp_path: Path) -> None:
         w.extend(keep)
     fake2 = Scripted(undecided=fake.undecided)
     s = run(part, "verify", select(part, "arith"), spec(3, batch_size=4), fake2.factory)
-    assert s.verified == 21 - len(keep) and s.present == len(keep)
-    assert fake2.calls == s.verified + s.extra
+    assert s.made == 21 - len(keep) and s.present == len(keep)
+    assert fake2.calls == s.made + s.extra
     assert {c.key: c.id for c in comparisons(part)} == want
 
 
@@ -186,7 +185,7 @@ def test_repeats_are_separate_tournaments(tmp_path: Path) -> None:
     build(store, 4, prompts=1)
     s = run(store, "verify", select(store, "arith"), spec(2, repeats=3), Scripted().factory)
     comps = comparisons(store)
-    assert s.verified == len(comps) == 3 * 3
+    assert s.made == len(comps) == 3 * 3
     assert sorted({c.sample_index for c in comps}) == [0, 1, 2]
     assert len({c.seed for c in comps}) == 9
 
@@ -196,7 +195,7 @@ def test_another_bracket_size_is_flagged(tmp_path: Path) -> None:
     build(store, 8, prompts=1)
     run(store, "verify", select(store, "arith"), spec(3), Scripted().factory)
     s = run(store, "verify", select(store, "arith"), spec(2), Scripted().factory)
-    assert s.foreign == 4 and s.verified == 6  # two brackets of 4: new keys throughout
+    assert s.foreign == 4 and s.made == 6  # two brackets of 4: new keys throughout
 
 
 def test_analysis_reads_the_same_survivors(tmp_path: Path) -> None:

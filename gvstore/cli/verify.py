@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from gvstore.backends.base import Backend
     from gvstore.models import ModelSpec
     from gvstore.params import Params
+    from gvstore.steps.verify import VerifySpec, VerifySummary
     from gvstore.store import Store
-    from gvstore.verifiers.common import VerifySpec, VerifySummary
 
 METHOD_HELP = "mc, cot_binary, cot_score or tournament."
 
@@ -91,7 +91,7 @@ def verify_cmd(
             f"warning: the store already holds {summary.foreign} round-0 matches of "
             f"{spec.name} on these prompts from another bracket size, seed, sampling or "
             "template; the analysis will read both tournaments together")
-    if summary.verified == 0:
+    if summary.made == 0:
         unit = "matches" if method == "tournament" else "verifications"
         emit(data, as_json, f"nothing to do: all {summary.requested} {unit} are in the store")
         return
@@ -103,7 +103,7 @@ def summary_table(summary: VerifySummary, task: str) -> object:
     rows: list[list[object]] = [
         ["generations", summary.generations],
         ["requested", summary.requested], ["already in the store", summary.present],
-        ["made now", summary.verified],
+        ["made now", summary.made],
         ["parse failure rate", summary.parse_failure_rate],
         ["parse statuses", dict(sorted(summary.statuses.items()))],
         ["seconds per call", summary.seconds_per_call],
@@ -142,8 +142,7 @@ def verify_task(
     verification is missing."""
     from gvstore.backends import get_backend
     from gvstore.models import resolve
-    from gvstore.steps.verify import run
-    from gvstore.verifiers import VerifySpec, select
+    from gvstore.steps.verify import VerifySpec, run, select
 
     vspec: VerifySpec = VerifySpec(
         method=method, verifier=verifier.name,
@@ -176,7 +175,7 @@ def verify_task(
             return b
 
         summary = run(store, folder, selection, vspec, factory, progress=tick)
-        bar.update(job, completed=summary.verified, total=max(summary.verified, 1))
+        bar.update(job, completed=summary.made, total=max(summary.made, 1))
     return summary
 
 
@@ -200,7 +199,7 @@ def run_verify(params: Params, verifier: str, method: str, task: str,
     )
     d = summary.as_dict()
     note(
-        f"verify {method} {verifier} {task}: {summary.verified} made, {summary.present} already "
+        f"verify {method} {verifier} {task}: {summary.made} made, {summary.present} already "
         f"present ({summary.generations} generations); parse failure rate "
         f"{d['parse_failure_rate']}, {d['seconds_per_call']} s per call, "
         f"{summary.seconds:.1f} s")

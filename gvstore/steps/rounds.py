@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from gvstore.models import ModelSpec
     from gvstore.steps.generate import GenerateSummary
     from gvstore.steps.grade import GradeSummary
+    from gvstore.steps.verify import VerifySummary
     from gvstore.store import Store
-    from gvstore.verifiers.common import VerifySummary
 
 
 def folder(model: str, step: str) -> str:

@@ -10,33 +10,174 @@ cut into batches of ``batch_size`` within each (repeat, sample index). A killed 
 resumes with the same layouts, and on the same back end gets the same outputs.
 
 ``mc`` and the ``cot_*`` methods write ``Verification`` records here; ``tournament`` writes
-``Comparison`` records, round by round (``gvstore.verifiers.tournament``). The library prints
+``Comparison`` records, round by round (``gvstore.steps.tournament``). The library prints
 nothing: progress goes to the callback, results into the returned ``VerifySummary``.
 """
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 
 from gvstore.backends.base import Backend, SampleRequest
-from gvstore.records import Generation, Provenance, Verification, record_key
+from gvstore.digest import seed as derive_seed
+from gvstore.errors import GvstoreError
+from gvstore.records import Generation, Prompt, Record, Sampling, Verification, record_key
+from gvstore.steps.base import Batches, ProgressCallback, StepSummary, cut, run_batches
 from gvstore.store import Store
-from gvstore.verifiers import cot, mc
-from gvstore.verifiers.common import (
-    ProgressCallback,
-    Selection,
-    VerifySpec,
-    VerifySummary,
-    cut,
-    histogram,
-    problem_text,
-    request_seed,
-    solution_text,
-)
-from gvstore.verifiers.templates import Template, get_template, mc_answers
+from gvstore.verifiers import mc
+from gvstore.verifiers.common import problem_text, solution_text
+from gvstore.verifiers.mc import mc_answers
+from gvstore.verifiers.registry import get_method
+from gvstore.verifiers.templates import Template, get_template
+
+DEFAULT_SAMPLING = Sampling(temperature=0.7, top_p=1.0, max_tokens=128)
+
+
+@dataclass(frozen=True)
+class VerifySpec:
+    """What one verify run asks for (the generations are selected apart).
+
+    ``sampling`` applies to the sampled methods (``cot_*``, ``tournament``); ``mc`` scores
+    log-likelihoods and records no sampling. ``repeats`` is m, the verifications per
+    generation (for a tournament: independent tournaments, each with its own A/B orders and
+    seeds; the analysis reads the first). ``rounds`` is r: tournament brackets hold 2**r
+    samples. ``verifier_kind`` is the verifier model's kind (``instruct`` or ``base``), which
+    decides how ``mc`` phrases its answers.
+    """
+
+    method: str
+    verifier: str
+    verifier_digest: str
+    backend: str = "transformers"
+    verifier_kind: str = "instruct"
+    sampling: Sampling = DEFAULT_SAMPLING
+    repeats: int = 1
+    rounds: int = 3
+    seed: int = 0
+    batch_size: int = 8
+
+    def check(self) -> None:
+        get_method(self.method)  # an unknown name: a one-line error listing the known
+        if self.repeats < 1:
+            raise GvstoreError(f"repeats (verifications per generation) must be >= 1, "
+                               f"got {self.repeats}")
+        if self.method == "mc" and self.repeats != 1:
+            raise GvstoreError(
+                "mc scores log-likelihoods, which are deterministic: a repeat would give the "
+                f"same score again. Use repeats 1 for mc (got {self.repeats}); repeats measure "
+                "the variance of the sampled methods (cot_binary, cot_score, tournament)"
+            )
+        if self.batch_size < 1:
+            raise GvstoreError(f"batch size must be >= 1, got {self.batch_size}")
+        if not 1 <= self.rounds <= 16:
+            raise GvstoreError(f"tournament rounds must be 1..16 (brackets of 2**rounds "
+                               f"samples), got {self.rounds}")
+        self.sampling.check()
+
+
+@dataclass(kw_only=True)
+class VerifySummary(StepSummary):
+    """What a verify run did. ``statuses`` and ``histogram`` cover every record the run's plan
+    names (those already stored and those made now); timings cover the calls made now.
+    ``made``: records written now (verifications, or tournament matches)."""
+
+    method: str
+    verifier: str
+    generations: int = 0
+    no_prompt: int = 0
+    """Generations skipped because the store holds no prompt record for them."""
+    statuses: dict[str, int] = field(default_factory=dict)
+    histogram: dict[str, int] = field(default_factory=dict)
+    # tournament only
+    rounds_played: int = 0
+    byes: int = 0
+    decided: int = 0
+    a_wins: int = 0
+    foreign: int = 0
+    """Round-0 matches already stored for these prompts by this verifier that this plan does
+    not name (another bracket size, base seed, sampling or template): the analysis would read
+    both tournaments together."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def parse_failure_rate(self) -> float | None:
+        n = self.total
+        return (n - self.statuses.get("ok", 0)) / n if n else None
+
+    @property
+    def seconds_per_call(self) -> float | None:
+        return self.model_seconds / self.made if self.made else None
+
+    @property
+    def position_bias(self) -> float | None:
+        """Share of decided tournament matches won by side A (0.5: no bias)."""
+        return self.a_wins / self.decided if self.decided else None
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "method": self.method, "verifier": self.verifier,
+            "generations": self.generations, "no_prompt": self.no_prompt,
+            **self.counts("verified", "extra"), **self.timings(),
+            "seconds_per_call": _round(self.seconds_per_call),
+            "parse_failure_rate": _round(self.parse_failure_rate),
+            "statuses": dict(sorted(self.statuses.items())), "histogram": self.histogram,
+        }
+        if self.method == "tournament":
+            out |= {"rounds_played": self.rounds_played, "byes": self.byes,
+                    "decided": self.decided, "a_wins": self.a_wins,
+                    "position_bias": _round(self.position_bias), "foreign": self.foreign}
+        return out
+
+
+def _round(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+# ---- the generations to verify ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Generations of one task (and optionally one generator and round), with their prompts,
+    in a fixed order: prompt (by item id), then sample index, then id."""
+
+    generations: list[Generation]
+    prompts: dict[str, Prompt]
+    no_prompt: int = 0
+
+
+def select(store: Store, task: str, generator: str | None = None,
+           round_: int | None = None, prompt_ids: Collection[str] | None = None) -> Selection:
+    """The generations of ``task`` in the store (one scan), filtered by generator, round and
+    (``prompt_ids``) prompt record id."""
+    gens: list[Generation] = []
+    prompts: dict[str, Prompt] = {}
+    for rec in store.iter_records(kinds=("prompt", "generation")):
+        if isinstance(rec, Prompt):
+            prompts[rec.id] = rec
+        elif isinstance(rec, Generation) and rec.task == task:
+            if generator is not None and rec.model != generator:
+                continue
+            if round_ is not None and rec.round != round_:
+                continue
+            gens.append(rec)
+    kept = [g for g in gens if g.prompt_id in prompts
+            and (prompt_ids is None or g.prompt_id in prompt_ids)]
+
+    def order(g: Generation) -> tuple[str, str, int, str]:
+        p = prompts[g.prompt_id]
+        return (p.item_id, p.id, g.sample_index, g.id)
+
+    kept.sort(key=order)
+    used = {g.prompt_id for g in kept}
+    return Selection(kept, {k: v for k, v in prompts.items() if k in used},
+                     len(gens) - len(kept))
+
 
 
 @dataclass(frozen=True)
@@ -73,7 +214,7 @@ def plan(selection: Selection, spec: VerifySpec) -> list[list[Request]]:
             row = []
             for g in gens:
                 tpl = get_template(spec.method, g.task, spec.verifier_kind)
-                seed = 0 if spec.method == "mc" else request_seed(
+                seed = 0 if spec.method == "mc" else derive_seed(
                     spec.seed, g.id, spec.method, i)
                 text = tpl.render(problem=problem_text(selection.prompts[g.prompt_id]),
                                   solution=solution_text(g))
@@ -99,7 +240,7 @@ def _call(backend: Backend, spec: VerifySpec,
     samples = backend.sample([SampleRequest(r.text, spec.sampling, r.seed) for r in batch])
     out = []
     for s in samples:
-        score, status = cot.parse(spec.method, s.text)
+        score, status = get_method(spec.method).verdict(s.text)
         out.append({"raw": s.text, "score": score, "parse_status": status})
     return out
 
@@ -117,7 +258,7 @@ def run(
     """Verify what is missing with ``spec.method``. ``backend_factory`` is called only if
     anything is."""
     if spec.method == "tournament":
-        from gvstore.verifiers import tournament
+        from gvstore.steps import tournament
 
         return tournament.run(store, folder, selection, spec, backend_factory,
                               progress=progress, flush_seconds=flush_seconds)
@@ -126,39 +267,27 @@ def run(
                             generations=len(selection.generations),
                             no_prompt=selection.no_prompt)
     batches = plan(selection, spec)
-    keys = [r.key for b in batches for r in b]
-    summary.requested = len(keys)
-    # The folder's lock is taken before planning: a second writer stops here, before it
-    # loads a model or repeats the first one's work.
-    with store.writer(folder, flush_seconds=flush_seconds) as w:
-        missing = set(store.missing(keys, kind="verification"))
-        summary.present = summary.requested - len(missing)
-        todo = [b for b in batches if any(r.key in missing for r in b)]
-        made: list[Verification] = []
-        if todo:
-            host = socket.gethostname()
-            backend = backend_factory()
-            if progress is not None:
-                progress(0, len(missing))
-            for batch in todo:
-                t0 = time.monotonic()
-                outputs = _call(backend, spec, batch)
-                dt = time.monotonic() - t0
-                summary.model_seconds += dt
-                summary.batches_run += 1
-                recs = []
-                for r, out in zip(batch, outputs, strict=True):
-                    if r.key not in missing:
-                        summary.extra += 1
-                        continue
-                    prov = Provenance(time=time.time(), host=host, duration_s=dt / len(batch))
-                    recs.append(_record(spec, r.generation, r.template, r.sample_index, r.seed,
-                                        prov=prov, **out))
-                made.extend(w.add_batch(recs))  # type: ignore[arg-type]
-                summary.verified += len(recs)
-                if progress is not None:
-                    progress(summary.verified, len(missing))
-    _tally(store, summary, set(keys), made)
+    made: list[Record] = []
+    todo = [0]
+
+    def written(recs: list[Record]) -> None:
+        made.extend(recs)
+        if progress is not None:
+            progress(summary.made, todo[0], 0)
+
+    def started(n: int) -> None:
+        todo[0] = n
+        if progress is not None:
+            progress(0, n, 0)
+
+    how: Batches[Request, dict[str, object]] = Batches(
+        lambda backend, batch: _call(backend, spec, batch),
+        lambda r, out, prov: _record(spec, r.generation, r.template, r.sample_index, r.seed,
+                                     prov=prov, **out),
+        written)
+    run_batches(store, folder, "verification", batches, summary, backend_factory, how,
+                flush_seconds=flush_seconds, started=started)
+    _tally(store, summary, {r.key for b in batches for r in b}, made)  # type: ignore[arg-type]
     summary.seconds = time.monotonic() - start
     return summary
 
@@ -173,4 +302,4 @@ def _tally(store: Store, summary: VerifySummary, keys: set[str],
                 recs.setdefault(rec.key, rec)
     for rec in recs.values():
         summary.statuses[rec.parse_status] = summary.statuses.get(rec.parse_status, 0) + 1
-    summary.histogram = histogram(summary.method, (r.score for r in recs.values()))
+    summary.histogram = get_method(summary.method).histogram(r.score for r in recs.values())

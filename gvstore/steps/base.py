@@ -1,0 +1,127 @@
+"""What every model step shares: the summary's common counts, the progress callback and the
+one batch loop.
+
+A step (generate, verify, tournament) plans every request before any model call; each request
+knows its record key. The loop takes the folder's lock, asks the store which keys are missing,
+makes the back end only if any is, runs each batch that holds a missing key, and writes each
+batch whole (one ``add_batch``: one segment, so a killed run keeps all of a batch or none).
+Requests of a batch that are already stored are computed again only to keep the batch's
+layout (``extra``) and are not written. The library prints nothing: progress goes to the
+callback, results into the summary.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from gvstore.backends.base import Backend
+from gvstore.records import Provenance, Record
+from gvstore.store import Store, Writer
+
+ProgressCallback = Callable[[int, int, int], None]
+"""Called as ``(done, to do, tokens so far)``; ``tokens`` is 0 for steps that count none."""
+
+
+class Keyed(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+R = TypeVar("R", bound=Keyed)
+O = TypeVar("O")  # noqa: E741 -- one model output
+T = TypeVar("T")
+
+
+def cut(items: Sequence[T], size: int) -> list[list[T]]:
+    """``items`` in consecutive batches of ``size``."""
+    return [list(items[k:k + size]) for k in range(0, len(items), size)]
+
+
+@dataclass
+class StepSummary:
+    """The counts every step reports. ``made``: records written now; ``extra``: calls made
+    again only to keep a partly written batch's layout (not written)."""
+
+    requested: int = 0
+    present: int = 0
+    made: int = 0
+    batches_run: int = 0
+    extra: int = 0
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+
+    def counts(self, made: str, extra: str) -> dict[str, object]:
+        """The counts under the names a step's ``as_dict`` gives them."""
+        return {"requested": self.requested, "present": self.present, made: self.made,
+                "batches_run": self.batches_run, extra: self.extra}
+
+    def timings(self) -> dict[str, object]:
+        return {"seconds": round(self.seconds, 3),
+                "model_seconds": round(self.model_seconds, 3)}
+
+
+@dataclass
+class Batches(Generic[R, O]):
+    """How one step turns a batch into records: ``call`` asks the back end for the outputs of a
+    batch, ``make`` builds the record of one request from its output; ``written`` sees each
+    batch's records once stored (tallies, progress)."""
+
+    call: Callable[[Backend, Sequence[R]], Sequence[O]]
+    make: Callable[[R, O, Provenance], Record]
+    written: Callable[[list[Record]], None] = lambda recs: None
+
+
+def write_batches(w: Writer, batches: Sequence[Sequence[R]], missing: set[str],
+                  summary: StepSummary, backend: Callable[[], Backend],
+                  how: Batches[R, O]) -> None:
+    """Run every batch that holds a missing key and write it whole. ``backend`` is called
+    before each batch run (it may make the back end on first use)."""
+    host = socket.gethostname()
+    for batch in batches:
+        if not any(r.key in missing for r in batch):
+            continue
+        b = backend()
+        t0 = time.monotonic()
+        outputs = how.call(b, batch)
+        dt = time.monotonic() - t0
+        summary.model_seconds += dt
+        summary.batches_run += 1
+        recs: list[Record] = []
+        for r, out in zip(batch, outputs, strict=True):
+            if r.key not in missing:
+                summary.extra += 1
+                continue
+            prov = Provenance(time=time.time(), host=host, duration_s=dt / len(batch))
+            recs.append(how.make(r, out, prov))
+        written = w.add_batch(recs)
+        summary.made += len(recs)
+        how.written(written)
+
+
+def run_batches(store: Store, folder: str, kind: str, batches: Sequence[Sequence[R]],
+                summary: StepSummary, backend_factory: Callable[[], Backend],
+                how: Batches[R, O], *, flush_seconds: float = 30.0,
+                before: Callable[[Writer], None] | None = None,
+                started: Callable[[int], None] | None = None) -> None:
+    """The one batch loop: ``summary.requested`` and ``present`` from the store, then every
+    batch with a missing ``kind`` record. ``before`` runs under the lock before any model call;
+    ``started(to do)`` once the back end is made."""
+    keys = [r.key for b in batches for r in b]
+    summary.requested = len(keys)
+    # The folder's lock is taken before planning: a second writer stops here, before it
+    # loads a model or repeats the first one's work.
+    with store.writer(folder, flush_seconds=flush_seconds) as w:
+        missing = set(store.missing(keys, kind=kind))
+        summary.present = summary.requested - len(missing)
+        if before is not None:
+            before(w)
+        if not missing:
+            return
+        backend = backend_factory()
+        if started is not None:
+            started(len(missing))
+        write_batches(w, batches, missing, summary, lambda: backend, how)
