@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +16,6 @@ from gvstore.records import Generation, Grade, seal
 from gvstore.steps.grade import grade_key, grade_store
 from gvstore.store import Store
 from gvstore.tasks import get_task
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _app() -> typer.Typer:
@@ -158,10 +155,9 @@ def test_cli_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert res.exit_code == 0 and "What is" in res.stdout
 
 
-def test_cli_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = Path(os.environ.get("GVSTORE_DATA") or SHARED)
-    if not (root / "nq_open").is_dir():
-        pytest.skip(f"task data not found at {root} (expected ../shared/data beside the repo)")
+@pytest.mark.shared_data("nq_open")
+def test_cli_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> None:
+    root = shared_data
     monkeypatch.delenv("GVSTORE_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()

@@ -13,16 +13,7 @@ from typer.testing import CliRunner
 from gvstore.cli.app import app
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
 runner = CliRunner()
-
-
-@pytest.fixture()
-def shared_data(monkeypatch: pytest.MonkeyPatch) -> Path:
-    if not SHARED.is_dir():
-        pytest.skip(f"task data not found at {SHARED} (expected ../shared/data beside the repo)")
-    monkeypatch.setenv("GVSTORE_DATA", str(SHARED))
-    return SHARED
 
 
 def _validate(*args: str) -> tuple[int, str]:

@@ -170,7 +170,7 @@ ROUNDS = {
 
 @pytest.fixture(scope="module")
 def rounds_project(tmp_path_factory: pytest.TempPathFactory, prepared_models: Path) -> Path:
-    from test_pipeline import make_project, repro
+    from helpers import make_project, repro
 
     root = make_project(tmp_path_factory.mktemp("rounds") / "proj", prepared_models, ROUNDS)
     out = repro(root)
@@ -211,7 +211,7 @@ def test_a_round_trains_a_model_whose_samples_carry_its_digest_and_round(
 def test_the_round_report_and_gvstore_rounds(rounds_project: Path) -> None:
     import json
 
-    from test_pipeline import _env
+    from helpers import subprocess_env
 
     root = rounds_project
     m = json.loads((root / "reports" / "metrics.json").read_text())
@@ -223,18 +223,19 @@ def test_the_round_report_and_gvstore_rounds(rounds_project: Path) -> None:
         assert r["verifier"] == r["model"]  # self-verification
     assert (root / "reports" / "rounds.png").stat().st_size > 1000
     assert (root / "reports" / "plots" / "rounds.csv").read_text().count("\n") == 3
-    out = subprocess.run(["gvstore", "rounds", "--json"], cwd=root, env=_env(),
+    out = subprocess.run(["gvstore", "rounds", "--json"], cwd=root, env=subprocess_env(),
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert [r["model"] for r in json.loads(out.stdout)["rows"]] == [M0, M1]
-    table = subprocess.run(["gvstore", "rounds"], cwd=root, env={**_env(), "COLUMNS": "250"},
+    table = subprocess.run(["gvstore", "rounds"], cwd=root,
+                           env={**subprocess_env(), "COLUMNS": "250"},
                            capture_output=True, text=True)
     assert table.returncode == 0 and M1 in table.stdout and "acc strict" in table.stdout
 
 
 @pytest.mark.slow  # a real DVC study plus one trained round: ~5 min on 2 cores
 def test_a_second_repro_does_nothing(rounds_project: Path) -> None:
-    from test_pipeline import repro
+    from helpers import repro
 
     out = repro(rounds_project)
     assert out.returncode == 0 and "Data and pipelines are up to date" in out.stdout, \
@@ -243,11 +244,13 @@ def test_a_second_repro_does_nothing(rounds_project: Path) -> None:
 
 def test_paper_scale_rounds_config_has_three_rounds_with_the_papers_settings(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers import SHARED_DATA
+
     from gvstore.steps import rounds
 
-    monkeypatch.setenv("GVSTORE_DATA", str(REPO.parent / "shared" / "data"))
+    monkeypatch.setenv("GVSTORE_DATA", str(SHARED_DATA))
     params = load(REPO / "configs" / "rounds-gsm8k-qwen2.5.yaml")
-    validate(params, check_data=(REPO.parent / "shared" / "data" / "gsm8k").is_dir())
+    validate(params, check_data=(SHARED_DATA / "gsm8k").is_dir())
     assert params.rounds.chain() == ["qwen2.5-1.5b"] + [f"qwen2.5-1.5b-r{i}" for i in (1, 2, 3)]
     assert params.sample.backend == params.verify.backend == "vllm" and params.sample.n == 128
     hp = rounds.hparams(params, cuda=True)
@@ -259,7 +262,7 @@ def test_paper_scale_rounds_config_has_three_rounds_with_the_papers_settings(
     "*.yaml"))], ids=lambda p: p.name)
 def test_every_params_file_expands_in_dvc_yaml(config: Path, tmp_path: Path) -> None:
     # dvc.yaml reads rounds.start and rounds.steps: a params file without them would not parse.
-    from gvstore.cli.params import _stage_count
+    from gvstore.cli.params import stage_count
 
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     shutil.copy(config, tmp_path / "params.yaml")
@@ -269,7 +272,7 @@ def test_every_params_file_expands_in_dvc_yaml(config: Path, tmp_path: Path) -> 
     out = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=tmp_path, env=env,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert len(out.stdout.split()) == _stage_count(load(config))
+    assert len(out.stdout.split()) == stage_count(load(config))
 
 
 def test_a_params_file_without_the_rounds_section_says_what_to_add(tmp_path: Path) -> None:

@@ -36,9 +36,9 @@ def _stage(name: str) -> ModuleType:
 
 
 def _params(root: Path, over: dict[str, Any]) -> Path:
-    from test_pipeline import _merge
+    from helpers import merge
 
-    params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), over)
+    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), over)
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -160,7 +160,7 @@ SMALL_ALL = {
 def test_every_stage_writes_its_declared_outs_with_a_non_default_store(
         tmp_path: Path, prepared_models: Path) -> None:
     from dvc.repo import Repo
-    from test_pipeline import make_project, repro
+    from helpers import make_project, repro
 
     decoy = tmp_path / "decoy-store"
     root = make_project(tmp_path / "p", prepared_models, SMALL_ALL)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -14,16 +13,7 @@ import yaml
 from gvstore.errors import GvstoreError
 from gvstore.tasks import data
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-@pytest.fixture
-def shared_data(monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = Path(os.environ.get("GVSTORE_DATA") or SHARED)
-    if not (root / "gsm8k" / "test.jsonl").is_file():
-        pytest.skip(f"task data not found at {root} (expected ../shared/data beside the repo)")
-    monkeypatch.setenv("GVSTORE_DATA", str(root))
-    return root
+pytestmark = pytest.mark.shared_data("gsm8k/test.jsonl")  # for the shared_data fixture
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,7 @@ from gvstore.tasks import get_task
 from gvstore.tasks.gsm8k import reference_of
 from gvstore.tasks.numeric import extract_flexible, extract_strict, normalize_number
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-@pytest.fixture
-def shared_data(monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = Path(os.environ.get("GVSTORE_DATA") or SHARED)
-    if not (root / "gsm8k" / "test.jsonl").is_file():
-        pytest.skip(f"task data not found at {root} (expected ../shared/data beside the repo)")
-    monkeypatch.setenv("GVSTORE_DATA", str(root))
-    return root
+pytestmark = pytest.mark.shared_data("gsm8k/test.jsonl")  # for the shared_data fixture
 
 
 # text, reference, strict, flexible, extracted

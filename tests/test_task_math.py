@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -18,16 +17,7 @@ from gvstore.tasks.math_task import (
     normalize_final_answer,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-@pytest.fixture
-def shared_data(monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = Path(os.environ.get("GVSTORE_DATA") or SHARED)
-    if not (root / "math" / "test.jsonl").is_file():
-        pytest.skip(f"task data not found at {root} (expected ../shared/data beside the repo)")
-    monkeypatch.setenv("GVSTORE_DATA", str(root))
-    return root
+pytestmark = pytest.mark.shared_data("math/test.jsonl")  # for the shared_data fixture
 
 
 def final(x: str) -> str:

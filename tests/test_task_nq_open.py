@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ import pytest
 from gvstore.tasks import get_task
 from gvstore.tasks.nq_open import extract_answer, normalize_answer
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REF = json.dumps(["The Beatles", "Jane Austen's novel", "14 December 1972 UTC", "December 1972"])
 
 
@@ -46,11 +44,8 @@ def test_extract_answer() -> None:
     assert extract_answer("\n\n") is None
 
 
-def test_real_items(monkeypatch: pytest.MonkeyPatch) -> None:
-    root = Path(os.environ.get("GVSTORE_DATA") or SHARED)
-    if not (root / "nq_open" / "NQ-open.dev.jsonl").is_file():
-        pytest.skip(f"task data not found at {root} (expected ../shared/data beside the repo)")
-    monkeypatch.setenv("GVSTORE_DATA", str(root))
+@pytest.mark.shared_data("nq_open/NQ-open.dev.jsonl")
+def test_real_items(shared_data: Path) -> None:
     task = get_task("nq_open")
     items = task.items("dev")
     assert len(items) == 3610 and len(task.items("efficientqa")) == 1800

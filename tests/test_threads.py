@@ -78,7 +78,7 @@ def test_a_wait_policy_of_the_users_own_is_kept() -> None:
 # ---- the tests' subprocess bounds: hangs, not speed -------------------------------------------
 
 def test_a_silent_subprocess_that_writes_nothing_is_a_hang(tmp_path: Path) -> None:
-    from test_pipeline import run_watched
+    from helpers import run_watched
 
     with pytest.raises(pytest.fail.Exception, match="hung .no output and no file written"):
         run_watched([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path,
@@ -86,7 +86,7 @@ def test_a_silent_subprocess_that_writes_nothing_is_a_hang(tmp_path: Path) -> No
 
 
 def test_a_slow_subprocess_that_makes_progress_runs_to_its_end(tmp_path: Path) -> None:
-    from test_pipeline import run_watched
+    from helpers import run_watched
 
     # Longer in all than the quiet bound, but never quiet that long: printing, then writing.
     code = ("import time, pathlib\n"
@@ -100,7 +100,7 @@ def test_a_slow_subprocess_that_makes_progress_runs_to_its_end(tmp_path: Path) -
 def test_stop_kills_the_run_early(tmp_path: Path) -> None:
     import signal
 
-    from test_pipeline import run_watched
+    from helpers import run_watched
 
     code = "import pathlib, time; pathlib.Path('seg.zst').write_text('x'); time.sleep(60)"
     res = run_watched([sys.executable, "-c", code], tmp_path, quiet_s=30,
