@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_gap import Builder
+from helpers import StoreBuilder
 
 from gvstore.analysis.export import export_pairs, export_sft
 from gvstore.analysis.frames import Filters
@@ -19,8 +19,8 @@ from gvstore.store import Store
 
 
 @pytest.fixture
-def built(tmp_path: Path) -> tuple[Builder, dict[str, list[str]]]:
-    b = Builder(tmp_path / "s")
+def built(tmp_path: Path) -> tuple[StoreBuilder, dict[str, list[str]]]:
+    b = StoreBuilder(tmp_path / "s")
     ids: dict[str, list[str]] = {}
     p = b.prompt("a")
     g = b.gens(p, [1, 0, 0])
@@ -39,7 +39,7 @@ def _lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
-def test_sft(built: tuple[Builder, dict[str, list[str]]], tmp_path: Path) -> None:
+def test_sft(built: tuple[StoreBuilder, dict[str, list[str]]], tmp_path: Path) -> None:
     b, ids = built
     out = tmp_path / "sft.jsonl"
     rep = export_sft(b.store, parse("mc:tau=0.5"), out)
@@ -53,7 +53,7 @@ def test_sft(built: tuple[Builder, dict[str, list[str]]], tmp_path: Path) -> Non
     assert not list(tmp_path.glob(".*.part"))
 
 
-def test_pairs_use_the_verifier_only(built: tuple[Builder, dict[str, list[str]]],
+def test_pairs_use_the_verifier_only(built: tuple[StoreBuilder, dict[str, list[str]]],
                                      tmp_path: Path) -> None:
     b, ids = built
     out = tmp_path / "pairs.jsonl"
@@ -72,7 +72,7 @@ def test_pairs_use_the_verifier_only(built: tuple[Builder, dict[str, list[str]]]
     assert lines[0]["rejected_weight"] < lines[0]["chosen_weight"]
 
 
-def test_export_needs_one_verifier(built: tuple[Builder, dict[str, list[str]]],
+def test_export_needs_one_verifier(built: tuple[StoreBuilder, dict[str, list[str]]],
                                    tmp_path: Path) -> None:
     b, _ = built
     g = list(b.store.records(kinds=("generation",)))
@@ -85,7 +85,7 @@ def test_export_needs_one_verifier(built: tuple[Builder, dict[str, list[str]]],
     assert rep.lines == 5
 
 
-def test_weights_step_is_idempotent(built: tuple[Builder, dict[str, list[str]]]) -> None:
+def test_weights_step_is_idempotent(built: tuple[StoreBuilder, dict[str, list[str]]]) -> None:
     b, ids = built
     specs = [parse("mc:tau=0.5"), parse("mc:quantile=0.5")]
     rep = materialise(b.store, specs)
@@ -107,7 +107,7 @@ def test_weights_step_is_idempotent(built: tuple[Builder, dict[str, list[str]]])
 
 
 def test_weight_inputs_of_a_tournament(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
+    b = StoreBuilder(tmp_path / "s")
     p = b.prompt("p")
     g = b.gens(p, [1, 0, 0, 0])
     b.match(p, g[0], g[1], g[0], 0)
@@ -121,7 +121,7 @@ def test_weight_inputs_of_a_tournament(tmp_path: Path) -> None:
     assert [len(r.inputs) for r in recs] == [2, 1, 1, 2]
 
 
-def test_ground_truth_as_verifier(built: tuple[Builder, dict[str, list[str]]],
+def test_ground_truth_as_verifier(built: tuple[StoreBuilder, dict[str, list[str]]],
                                   tmp_path: Path) -> None:
     # spec None: keep what the grader marks correct (a: sample 0; b: sample 1), whatever the
     # verifier said (b's scores keep nothing under mc:tau=0.5).

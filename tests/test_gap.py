@@ -7,61 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import StoreBuilder
 
 from gvstore.analysis.frames import Dataset, Filters, base_frame, score_frame
 from gvstore.analysis.gap import Bootstrap, GapResult, gap_table, verdict
 from gvstore.analysis.specs import parse
 from gvstore.errors import GvstoreError
-from gvstore.records import Comparison, Generation, Grade, Prompt, Record, Verification, seal
 from gvstore.replay import Projections
-from gvstore.store import Store
-
-
-class Builder:
-    """Hand-made records: prompts, generations with grades, verifications, matches."""
-
-    def __init__(self, root: Path) -> None:
-        self.store = Store(root)
-        self.recs: list[Record] = []
-
-    def prompt(self, name: str, task: str = "t") -> Prompt:
-        p = seal(Prompt(task=task, item_id=name, text=f"question {name}", reference="1"))
-        self.recs.append(p)
-        return p
-
-    def gens(self, p: Prompt, utils: list[float | None], model: str = "g",
-             flexible: list[float] | None = None, rnd: int = 0) -> list[Generation]:
-        out = []
-        for i, u in enumerate(utils):
-            g = seal(Generation(prompt_id=p.id, task=p.task, model=model, sample_index=i,
-                                seed=i, round=rnd, text=f"answer {p.item_id}/{model}/{i}"))
-            self.recs.append(g)
-            if u is not None:
-                flex = flexible[i] if flexible is not None else u
-                self.recs.append(seal(Grade(generation_id=g.id, grader=p.task, strict=u,
-                                            flexible=flex)))
-            out.append(g)
-        return out
-
-    def scores(self, gens: list[Generation], method: str, scores: list[float | None],
-               verifier: str = "v", repeat: int = 0) -> None:
-        for g, s in zip(gens, scores, strict=True):
-            self.recs.append(seal(Verification(
-                generation_id=g.id, verifier=verifier, method=method, sample_index=repeat,
-                score=s, parse_status="ok" if s is not None else "no_verdict")))
-
-    def match(self, p: Prompt, a: Generation, b: Generation, winner: Generation | None,
-              rnd: int, verifier: str = "v", bracket: int = 0) -> None:
-        self.recs.append(seal(Comparison(
-            prompt_id=p.id, generation_a=a.id, generation_b=b.id, verifier=verifier,
-            bracket=bracket, bracket_round=rnd, winner=None if winner is None else winner.id,
-            parse_status="ok" if winner is not None else "no_verdict")))
-
-    def projections(self) -> Projections:
-        with self.store.writer("t") as w:
-            w.extend(self.recs)
-        self.recs = []
-        return Projections(self.store)
 
 
 def one(proj: Projections, spec: str, **kw: object) -> GapResult:
@@ -73,7 +25,7 @@ def one(proj: Projections, spec: str, **kw: object) -> GapResult:
 @pytest.fixture
 def five(tmp_path: Path) -> Projections:
     """Five prompts covering the edge cases, scored by cot_score (see each comment)."""
-    b = Builder(tmp_path / "s")
+    b = StoreBuilder(tmp_path / "s")
     # P1: tau=8 keeps samples 0 and 1 (8 is a tie at the threshold: kept).
     g = b.gens(b.prompt("p1"), [1, 0, 0, 0])
     b.scores(g, "cot_score", [9, 8, 2, 1])
@@ -132,7 +84,7 @@ def test_quantile_by_hand(five: Projections) -> None:
 
 
 def test_quantile_ties_and_rounding(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
+    b = StoreBuilder(tmp_path / "s")
     g = b.gens(b.prompt("ties"), [1, 0, 1, 0])
     b.scores(g, "mc", [0.5, 0.5, 0.5, 0.1])  # sorted [0.1, 0.5, 0.5, 0.5]
     g = b.gens(b.prompt("twentysix"), [1] * 19 + [0] * 7)
@@ -150,7 +102,7 @@ def test_quantile_ties_and_rounding(tmp_path: Path) -> None:
 
 
 def test_all_correct_and_all_rejected(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
+    b = StoreBuilder(tmp_path / "s")
     g = b.gens(b.prompt("a"), [1, 1])
     b.scores(g, "mc", [0.1, 0.2])
     g = b.gens(b.prompt("b"), [0, 1])
@@ -163,7 +115,7 @@ def test_all_correct_and_all_rejected(tmp_path: Path) -> None:
 
 
 def test_single_sample_per_prompt(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
+    b = StoreBuilder(tmp_path / "s")
     for i in range(4):
         g = b.gens(b.prompt(f"p{i}"), [i % 2])
         b.scores(g, "mc", [0.9])
@@ -172,7 +124,7 @@ def test_single_sample_per_prompt(tmp_path: Path) -> None:
 
 
 def test_exp_weights(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
+    b = StoreBuilder(tmp_path / "s")
     g = b.gens(b.prompt("p"), [0, 1, 0])
     b.scores(g, "mc", [0.0, 1.0, None])
     r = one(b.projections(), "mc:exp=0.5")
@@ -183,7 +135,7 @@ def test_exp_weights(tmp_path: Path) -> None:
 
 
 def test_and_or_mean(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
+    b = StoreBuilder(tmp_path / "s")
     g = b.gens(b.prompt("p"), [1, 0, 1])
     b.scores(g, "mc", [0.9, 0.1, 0.5])
     b.scores(g, "cot_score", [2, 8, 8])
@@ -201,7 +153,7 @@ def test_and_or_mean(tmp_path: Path) -> None:
 
 
 def test_tournament_bye_and_undecided(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
+    b = StoreBuilder(tmp_path / "s")
     p = b.prompt("bye")
     g0, g1, g2 = b.gens(p, [0, 0, 1])
     b.match(p, g0, g1, g1, 0)  # g2 has a bye in round 0
@@ -226,7 +178,7 @@ def test_tournament_bye_and_undecided(tmp_path: Path) -> None:
 
 
 def test_repeats_are_averaged(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
+    b = StoreBuilder(tmp_path / "s")
     g = b.gens(b.prompt("p"), [1, 0, 0])
     b.scores(g, "cot_score", [8, None, 6], repeat=0)
     b.scores(g, "cot_score", [None, None, 9], repeat=1)
@@ -240,17 +192,15 @@ def test_repeats_are_averaged(tmp_path: Path) -> None:
 
 
 def test_utility_grader_versions_and_filters(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
+    b = StoreBuilder(tmp_path / "s")
     p = b.prompt("p")
     g = b.gens(p, [0, 0], flexible=[1, 0])
     b.scores(g, "mc", [0.9, 0.1])
     h = b.gens(p, [1, None], model="other")  # one ungraded generation
     b.scores(h, "mc", [0.2, 0.8], verifier="w")
     # a newer grader version ("10" > "2" in natural order) overrides the strict grade of g[1]
-    b.recs.append(seal(Grade(generation_id=g[1].id, grader="t", grader_version="2",
-                             strict=0.0, flexible=0.0)))
-    b.recs.append(seal(Grade(generation_id=g[1].id, grader="t", grader_version="10",
-                             strict=1.0, flexible=1.0)))
+    b.grade(g[1], 0.0, 0.0, version="2")
+    b.grade(g[1], 1.0, 1.0, version="10")
     proj = b.projections()
     base = base_frame(proj, filters=Filters(generators=("g",)))
     assert base["utility"].to_list() == [0.0, 1.0]
@@ -295,7 +245,7 @@ def test_verdicts() -> None:
 
 
 def test_worse_verdict(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
+    b = StoreBuilder(tmp_path / "s")
     for i in range(30):  # the verifier prefers the wrong answer everywhere
         g = b.gens(b.prompt(f"p{i}"), [1, 0])
         b.scores(g, "mc", [0.1, 0.9])
