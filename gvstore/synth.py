@@ -9,11 +9,15 @@ with probability p. Verifier scores are drawn conditional on correctness, with a
 * ``cot_binary``: s ~ Bernoulli(sigmoid(d * (2u - 1) + N(0, 1)));
 * ``cot_score``: s = clip(round(5.5 + 2 d (u - 0.5) + N(0, 2)), 1, 10);
 * ``tournament``: single-elimination brackets of 2**rounds; the sample with the higher latent
-  quality wins (latent = d * u + N(0, 1)).
+  quality wins (latent = d * u + N(0, 1));
+* any other registered method (``gvstore.verifiers.registry``) of the sample or loglik kind:
+  s = lo + (hi - lo) * sigmoid(d * (2u - 1) + N(0, 1)) over its score range [lo, hi]
+  (default [0, 1]); of the pairwise kind: brackets as for ``tournament``.
 
-With probability ``parse_failure`` a cot verification or a match gets no verdict (score or
-winner null). The texts are synthetic word salad ending with the answer line, so record sizes
-and compression resemble, but are not, real model output.
+With probability ``parse_failure`` a sampled verification (every method but the loglik kind,
+``mc``) or a match gets no verdict (score or winner null). The texts are synthetic word
+salad ending with the answer line, so record sizes and compression resemble, but are not,
+real model output.
 """
 
 from __future__ import annotations
@@ -34,8 +38,7 @@ from gvstore.records import (
     Verification,
     seal,
 )
-
-METHODS = ("mc", "cot_binary", "cot_score", "tournament")
+from gvstore.verifiers.registry import get_method, is_method, method_names
 
 _WORDS = (
     "the", "we", "so", "first", "then", "add", "subtract", "multiply", "divide", "total", "each",
@@ -67,9 +70,10 @@ class SynthConfig:
     def check(self) -> None:
         if self.prompts < 1 or self.samples < 1:
             raise GvstoreError("synth needs at least 1 prompt and 1 sample")
-        bad = [m for m in self.methods if m not in METHODS]
+        bad = [m for m in self.methods if not is_method(m)]
         if bad:
-            raise GvstoreError(f"unknown method {bad[0]!r}; choose from {', '.join(METHODS)}")
+            raise GvstoreError(f"unknown method {bad[0]!r}; "
+                               f"choose from {', '.join(method_names())}")
         if not 0.0 <= self.parse_failure <= 1.0:
             raise GvstoreError(f"parse failure rate must be in [0, 1], got {self.parse_failure}")
         if self.alpha <= 0 or self.beta <= 0:
@@ -115,40 +119,70 @@ def generate(cfg: SynthConfig) -> Iterator[Record]:
             yield seal(Grade(generation_id=gen.id, grader=cfg.task, strict=float(u),
                              flexible=float(u), extracted=str(answer)))
             for method in cfg.methods:
-                if method == "tournament":
+                if get_method(method).call == "pairwise":
                     continue
                 for m in range(cfg.repeats):
                     yield _verification(rng, cfg, gen.id, method, m, u, d)
-        if "tournament" in cfg.methods:
-            yield from _tournament(rng, cfg, prompt.id, gens, d)
+        for method in cfg.methods:
+            if get_method(method).call == "pairwise":
+                yield from _tournament(rng, cfg, prompt.id, gens, d, method)
+
+
+ScoreModel = Callable[[random.Random, int, float], tuple[float, str]]
+"""(rng, correct 0/1, discrimination) -> (score, raw text) of one verification."""
+
+
+def _mc(rng: random.Random, u: int, d: float) -> tuple[float, str]:
+    s = _sigmoid(d * (2 * u - 1) + rng.gauss(0, 1))
+    return s, " Correct" if s >= 0.5 else " Incorrect"
+
+
+def _cot_binary(rng: random.Random, u: int, d: float) -> tuple[float, str]:
+    s = 1.0 if rng.random() < _sigmoid(d * (2 * u - 1) + rng.gauss(0, 1)) else 0.0
+    return s, "Checked the steps. Correctness: " + ("correct" if s else "incorrect")
+
+
+def _cot_score(rng: random.Random, u: int, d: float) -> tuple[float, str]:
+    s = float(min(10, max(1, round(5.5 + 2 * d * (u - 0.5) + rng.gauss(0, 2)))))
+    return s, f"Checked the steps. Score: {int(s)}"
+
+
+SCORE_MODELS: dict[str, ScoreModel] = {"mc": _mc, "cot_binary": _cot_binary,
+                                       "cot_score": _cot_score}
+"""The built-in methods' score models; any other method gets ``_ranged``."""
+
+
+def _ranged(method: str) -> ScoreModel:
+    lo, hi = get_method(method).score_range or (0.0, 1.0)
+
+    def model(rng: random.Random, u: int, d: float) -> tuple[float, str]:
+        s = lo + (hi - lo) * _sigmoid(d * (2 * u - 1) + rng.gauss(0, 1))
+        return s, f"Checked the steps. Score: {s}"
+
+    return model
 
 
 def _verification(rng: random.Random, cfg: SynthConfig, gen_id: str, method: str, m: int,
                   u: int, d: float) -> Verification:
-    failed = method != "mc" and rng.random() < cfg.parse_failure
-    p_c = p_i = None
-    if method == "mc":
-        s: float | None = _sigmoid(d * (2 * u - 1) + rng.gauss(0, 1))
-        p_c, p_i = s, 1.0 - s  # type: ignore[operator]
-        raw = " Correct" if s >= 0.5 else " Incorrect"  # type: ignore[operator]
-    elif method == "cot_binary":
-        s = 1.0 if rng.random() < _sigmoid(d * (2 * u - 1) + rng.gauss(0, 1)) else 0.0
-        raw = "Checked the steps. Correctness: " + ("correct" if s else "incorrect")
-    else:
-        s = float(min(10, max(1, round(5.5 + 2 * d * (u - 0.5) + rng.gauss(0, 2)))))
-        raw = f"Checked the steps. Score: {int(s)}"
+    loglik = get_method(method).call == "loglik"
+    failed = not loglik and rng.random() < cfg.parse_failure
+    s, raw = (SCORE_MODELS.get(method) or _ranged(method))(rng, u, d)
+    # a loglik method records P(Correct) = s and P(Incorrect) = 1 - s, as the real one does
+    p_c, p_i = (s, 1.0 - s) if loglik else (None, None)
+    score: float | None = s
     status = "ok"
     if failed:
-        s, status, raw = None, "no_verdict", "Checked the steps but never said."
+        score, status, raw = None, "no_verdict", "Checked the steps but never said."
     return seal(Verification(
         generation_id=gen_id, verifier=cfg.verifier, method=method, template=f"synth-{method}",
-        backend="synth", sample_index=m, seed=cfg.seed + m, raw=raw, score=s,
+        backend="synth", sample_index=m, seed=cfg.seed + m, raw=raw, score=score,
         parse_status=status, p_correct=p_c, p_incorrect=p_i,
     ))
 
 
 def _tournament(rng: random.Random, cfg: SynthConfig, prompt_id: str,
-                gens: Sequence[tuple[Generation, int]], d: float) -> Iterator[Comparison]:
+                gens: Sequence[tuple[Generation, int]], d: float,
+                method: str) -> Iterator[Comparison]:
     size = 2 ** cfg.tournament_rounds
     quality = {g.id: d * u + rng.gauss(0, 1) for g, u in gens}
     for b, start in enumerate(range(0, len(gens), size)):
@@ -171,9 +205,10 @@ def _tournament(rng: random.Random, cfg: SynthConfig, prompt_id: str,
                     nxt.append(winner)
                 yield seal(Comparison(
                     prompt_id=prompt_id, generation_a=a, generation_b=bb, verifier=cfg.verifier,
-                    template="synth-tournament", backend="synth", bracket=b, bracket_round=r,
-                    seed=cfg.seed, raw=("A" if winner == a else "B") if winner else "?",
-                    winner=winner, parse_status=status,
+                    method=method, template=f"synth-{method}", backend="synth", bracket=b,
+                    bracket_round=r, seed=cfg.seed,
+                    raw=("A" if winner == a else "B") if winner else "?", winner=winner,
+                    parse_status=status,
                 ))
             alive = nxt
             if len(alive) == 1:

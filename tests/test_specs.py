@@ -7,7 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gvstore.analysis.specs import (
-    SCORE_METHODS,
     Combine,
     Leaf,
     Mean,
@@ -16,6 +15,7 @@ from gvstore.analysis.specs import (
     methods_of,
     parse,
     parse_template,
+    score_methods,
     with_value,
 )
 from gvstore.errors import GvstoreError
@@ -124,7 +124,7 @@ def _leaf(draw: st.DrawFn) -> Leaf:
 
 @st.composite
 def _mean(draw: st.DrawFn) -> Mean:
-    methods = draw(st.lists(st.sampled_from(SCORE_METHODS), min_size=2, max_size=3,
+    methods = draw(st.lists(st.sampled_from(score_methods()), min_size=2, max_size=3,
                             unique=True))
     kind = draw(st.sampled_from(("quantile", "tau")))
     value = draw(st.floats(0.0, 1.0))

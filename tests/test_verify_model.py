@@ -22,7 +22,7 @@ from gvstore.records import Comparison, Generation, Verification, seal
 from gvstore.steps.verify import VerifySpec, plan, run, select
 from gvstore.store import Store
 from gvstore.tasks.registry import get_task
-from gvstore.verifiers.templates import mc_answers
+from gvstore.verifiers.mc import mc_answers
 
 pytest.importorskip("transformers")
 

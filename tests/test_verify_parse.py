@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gvstore.verifiers.cot import parse
 from gvstore.verifiers.parse import parse_binary, parse_choice, parse_score
+from gvstore.verifiers.registry import get_method
 
 BINARY = [
     # (output, score, status)
@@ -78,14 +78,14 @@ CHOICE = [
 def test_binary(text: str, score: float | None, status: str) -> None:
     got = parse_binary(text)
     assert (got.value, got.status) == (score, status)
-    assert parse("cot_binary", text) == (score, status)
+    assert get_method("cot_binary").verdict(text) == (score, status)
 
 
 @pytest.mark.parametrize(("text", "score", "status"), SCORE)
 def test_score(text: str, score: float | None, status: str) -> None:
     got = parse_score(text)
     assert (got.value, got.status) == (score, status)
-    assert parse("cot_score", text) == (score, status)
+    assert get_method("cot_score").verdict(text) == (score, status)
 
 
 @pytest.mark.parametrize(("text", "winner", "status"), CHOICE)

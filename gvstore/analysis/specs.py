@@ -9,13 +9,13 @@ form, with no spaces, which parses back to an equal spec)::
     combo   := ("and" | "or") "(" spec ("," spec)+ ")"         and(mc:quantile=0.8,cot_binary:tau=1)
     options := rule ["," "nulls=" ("reject" | "keep")]       (either order; canonical: rule first)
     rule    := "quantile=" Q | "tau=" T | "exp=" BETA | "rounds=" R
-    METHOD  := mc | cot_binary | cot_score | tournament
+    METHOD  := a registered verification method: mc | cot_binary | cot_score | tournament
 
 * ``quantile=Q`` (0 <= Q <= 1): keep s_i >= the per-prompt Q-quantile of the scores;
 * ``tau=T``: keep s_i >= T;
 * ``exp=BETA`` (BETA > 0): weight exp(s_i / BETA);
-* ``rounds=R`` (whole R >= 0, ``tournament`` only, which takes no other rule): keep the
-  survivors of R rounds of single elimination;
+* ``rounds=R`` (whole R >= 0, ``tournament`` only (a pairwise method), which takes no other
+  rule): keep the survivors of R rounds of single elimination;
 * ``nulls=keep``: a sample with no score (the verifier's output did not parse) is kept (w = 1)
   instead of rejected (w = 0, the default, which the canonical form omits); not with ``exp``;
 * ``mean(...)``: the mean of the methods' per-prompt rank-normalised scores, then the rule;
@@ -32,9 +32,8 @@ import re
 from dataclasses import dataclass, replace
 
 from gvstore.errors import GvstoreError
+from gvstore.verifiers.registry import get_method, is_method, method_names, names_where
 
-METHODS = ("mc", "cot_binary", "cot_score", "tournament")
-SCORE_METHODS = ("mc", "cot_binary", "cot_score")
 RULES = ("quantile", "tau", "exp", "rounds")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 """ASCII digits only: ``float()`` would read ``٣`` (an Arabic-Indic three) as 3."""
@@ -43,6 +42,15 @@ MAX_DEPTH = 16
 """The deepest nesting of and(...)/or(...) (a real spec needs 2 or 3)."""
 MAX_LENGTH = 4096
 """The longest spec text."""
+
+
+def score_methods() -> tuple[str, ...]:
+    """The methods that give each generation a score (every call kind but pairwise)."""
+    return names_where("sample", "loglik")
+
+
+def _rounds_only() -> str:
+    return f"rounds=R applies to {', '.join(names_where('pairwise'))} only"
 
 
 class SpecError(GvstoreError):
@@ -189,14 +197,16 @@ class _Parser:
             return self.combo(word)
         if word == "mean":
             return self.mean(top)
-        if word not in METHODS:
-            raise self.fail(f"unknown method {word!r}; choose from {', '.join(METHODS)}", start)
+        if not is_method(word):
+            raise self.fail(f"unknown method {word!r}; choose from {', '.join(method_names())}",
+                            start)
         self.expect(":", f"after {word!r} (a method needs a rule, e.g. {word}:tau=0.5)")
         rule, keep = self.options(top, word)
-        if word == "tournament" and rule.kind != "rounds":
-            raise self.fail("tournament takes only rounds=R", start)
-        if word != "tournament" and rule.kind == "rounds":
-            raise self.fail("rounds=R applies to tournament only", start)
+        pairwise = get_method(word).call == "pairwise"
+        if pairwise and rule.kind != "rounds":
+            raise self.fail(f"{word} takes only rounds=R", start)
+        if not pairwise and rule.kind == "rounds":
+            raise self.fail(_rounds_only(), start)
         return Leaf(word, rule, keep)
 
     def combo(self, op: str) -> Combine:
@@ -220,9 +230,10 @@ class _Parser:
         methods: list[str] = []
         while True:
             word, start = self.name("a method")
-            if word not in SCORE_METHODS:
+            scored = score_methods()
+            if word not in scored:
                 raise self.fail(
-                    f"mean(...) takes score methods ({', '.join(SCORE_METHODS)}), not {word!r}",
+                    f"mean(...) takes score methods ({', '.join(scored)}), not {word!r}",
                     start,
                 )
             if word in methods:
@@ -238,7 +249,7 @@ class _Parser:
         self.expect(":", "after mean(...) (it needs a rule, e.g. :quantile=0.8)")
         rule, keep = self.options(top, "mean")
         if rule.kind == "rounds":
-            raise self.fail("rounds=R applies to tournament only", start)
+            raise self.fail(_rounds_only(), start)
         return Mean(tuple(methods), rule, keep)
 
     def options(self, top: bool, owner: str) -> tuple[Rule, bool]:

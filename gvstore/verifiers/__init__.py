@@ -1,12 +1,16 @@
-"""Verifiers: turn generations into proxy utilities (``verification`` and ``comparison``
-records). Methods: ``mc`` (log-likelihood of Correct vs Incorrect), ``cot_binary`` and
-``cot_score`` (a justification ending in a verdict), ``tournament`` (single elimination).
+"""Verifiers: the verification methods, which turn generations into proxy utilities
+(``verification`` and ``comparison`` records). Built in: ``mc`` (log-likelihood of Correct vs
+Incorrect), ``cot_binary`` and ``cot_score`` (a justification ending in a verdict),
+``tournament`` (single elimination).
 
-The idempotent, resumable step is ``gvstore.steps.verify.run``; ``templates`` holds every
-prompt; ``parse`` the verdict parsers. Importing this package imports no back end.
+A method is one module declaring a ``base.Method`` (name, templates, parser, call kind, score
+range, histogram bins); ``registry`` holds them by name and is what every consumer reads;
+``templates`` holds what the prompts share; ``parse`` the verdict parsers. The idempotent,
+resumable step is ``gvstore.steps.verify.run``. Importing this package imports no back end.
 """
 
-from gvstore.verifiers.common import Selection, VerifySpec, VerifySummary, select
-from gvstore.verifiers.templates import METHODS, get_template
+from gvstore.verifiers.base import Method
+from gvstore.verifiers.registry import get_method, method_names, register, unregister
+from gvstore.verifiers.templates import get_template
 
-__all__ = ["METHODS", "Selection", "VerifySpec", "VerifySummary", "get_template", "select"]
+__all__ = ["Method", "get_method", "get_template", "method_names", "register", "unregister"]

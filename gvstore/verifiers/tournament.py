@@ -1,250 +1,36 @@
-"""Tournament verification: single elimination over brackets of 2**r samples of one prompt.
+"""``tournament``: pairwise verification in single-elimination brackets.
 
-Brackets. The generations of one prompt by one generator (model, weights digest and round)
-are ordered by sample index; the first 2**r form bracket 0, the next 2**r bracket 1, and so
-on; the last bracket may be short. In each bracket round the survivors, in bracket order, are
-paired (1st with 2nd, 3rd with 4th, ...); an odd survivor out (the last) has a bye and
-advances without a match (no record). A match's winner advances to the pair's place; a match
-whose verdict did not parse (``winner`` null) advances side A. This is what
-``gvstore.analysis`` reads back: a generation survives r rounds when it lost no match of
-bracket rounds 0..r-1. A bracket of k samples needs ceil(log2 k) <= r rounds.
+The verifier sees a problem and two solutions, A and B, writes a short justification and ends
+with ``Better: A`` or ``Better: B`` (``parse_choice``: the last well-formed choice; an output
+that is only the letter counts too). Each match is a ``Comparison`` record; a match whose
+verdict did not parse has ``winner`` null and advances side A. Which generation is A is a coin
+flip per match, so the share of decided matches won by A measures the verifier's position
+bias.
 
-Matches. The verifier sees the problem and the two solutions as A and B; which of the pair is
-A is a coin flip: the low bit of the match's recorded ``seed``, which also seeds the back end.
-The seed derives from the base seed, the prompt, the pair (in bracket order), the bracket, its
-size, the round, the repeat index and the sampling parameters (a ``Comparison`` key has no
-sampling field, so the seed carries them: other sampling, other keys). The share of decided
-matches won by A is the verifier's position bias (``VerifySummary.position_bias``).
-
-Rounds depend on earlier winners, so the step runs round by round; each round is one request
-list (by repeat, prompt, group, bracket, match) cut into batches of ``batch_size``. Resuming
-reads the comparisons already stored, rebuilds every bracket from them and asks only for the
-missing matches, in the same layouts.
+The step that plays the brackets (planning, matches, the run loop, resuming) is
+``gvstore.steps.tournament``.
 """
 
 from __future__ import annotations
 
-import socket
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-from gvstore.backends.base import Backend, SampleRequest
-from gvstore.records import Comparison, Generation, Provenance, record_key
-from gvstore.store import Store
-from gvstore.verifiers.common import (
-    ProgressCallback,
-    Selection,
-    VerifySpec,
-    VerifySummary,
-    cut,
-    problem_text,
-    request_seed,
-    sampling_tag,
-    solution_text,
-)
+from gvstore.verifiers.base import Method
 from gvstore.verifiers.parse import parse_choice
-from gvstore.verifiers.templates import Template, get_template
-
-GroupKey = tuple[str, str, str, int]
-"""(prompt id, generator model, model digest, round): the samples that compete."""
+from gvstore.verifiers.templates import SUBJECT, SUDOKU_RULES, per_family
 
 
-def brackets(gens: Sequence[Generation], rounds: int) -> list[list[Generation]]:
-    """The brackets of one group's generations (already in sample order)."""
-    size = 2 ** rounds
-    return [list(gens[k:k + size]) for k in range(0, len(gens), size)]
-
-
-def pairings(survivors: Sequence[Generation]
-             ) -> tuple[list[tuple[Generation, Generation]], Generation | None]:
-    """The matches of one bracket round (in bracket order) and the bye, if any."""
-    pairs = [(survivors[k], survivors[k + 1]) for k in range(0, len(survivors) - 1, 2)]
-    bye = survivors[-1] if len(survivors) % 2 else None
-    return pairs, bye
-
-
-def advancing(match: Comparison) -> str:
-    """The id of the generation a recorded match sends on (side A if undecided)."""
-    return match.winner if match.winner is not None else match.generation_a
-
-
-@dataclass
-class Bracket:
-    """One bracket of one tournament (repeat ``index``) and its current survivors."""
-
-    index: int
-    group: GroupKey
-    bracket: int
-    survivors: list[Generation]
-    problem: str
-    template: Template
-
-
-@dataclass(frozen=True)
-class Match:
-    bracket: Bracket
-    a: Generation
-    b: Generation
-    seed: int
-    key: str
-    text: str
-
-
-def _record(spec: VerifySpec, br: Bracket, rnd: int, a: Generation, b: Generation,
-            seed: int, **outputs: object) -> Comparison:
-    return Comparison(
-        prompt_id=br.group[0], generation_a=a.id, generation_b=b.id, verifier=spec.verifier,
-        verifier_digest=spec.verifier_digest, method="tournament",
-        template=br.template.digest, backend=spec.backend, bracket=br.bracket,
-        bracket_round=rnd, sample_index=br.index, seed=seed, **outputs,  # type: ignore[arg-type]
+def _text(family: str) -> str:
+    thing, ans = SUBJECT[family]
+    rules = " " + SUDOKU_RULES if family == "sudoku" else ""
+    a, b = ans.capitalize() + " A", ans.capitalize() + " B"
+    return (
+        f"Below are a {thing} and two proposed {ans}s, A and B. Decide which {ans} is better: "
+        f"the one more likely to be correct.{rules} Write a short justification, then end your "
+        "reply with one line, exactly 'Better: A' or 'Better: B'.\n\n"
+        f"{thing.capitalize()}:\n{{problem}}\n\n{a}:\n{{solution_a}}\n\n{b}:\n{{solution_b}}"
     )
 
 
-def groups(selection: Selection) -> dict[GroupKey, list[Generation]]:
-    """The competing samples of each prompt and generator, in sample order."""
-    out: dict[GroupKey, list[Generation]] = {}
-    for g in selection.generations:  # already ordered by prompt, sample index, id
-        out.setdefault((g.prompt_id, g.model, g.model_digest, g.round), []).append(g)
-    return out
-
-
-def start(selection: Selection, spec: VerifySpec) -> list[Bracket]:
-    """Every bracket of every tournament, before round 0."""
-    out: list[Bracket] = []
-    grouped = groups(selection)
-    for i in range(spec.repeats):
-        for key, gens in grouped.items():
-            tpl = get_template("tournament", gens[0].task, spec.verifier_kind)
-            problem = problem_text(selection.prompts[key[0]])
-            for b, members in enumerate(brackets(gens, spec.rounds)):
-                out.append(Bracket(i, key, b, members, problem, tpl))
-    return out
-
-
-def matches(brs: Sequence[Bracket], spec: VerifySpec, rnd: int) -> list[Match]:
-    """The matches of bracket round ``rnd``, given each bracket's survivors."""
-    out: list[Match] = []
-    tag = sampling_tag(spec.sampling)
-    for br in brs:
-        pairs, _ = pairings(br.survivors)
-        for x, y in pairs:
-            seed = request_seed(spec.seed, "tournament", br.group[0], x.id, y.id, br.bracket,
-                                2 ** spec.rounds, rnd, br.index, tag)
-            a, b = (y, x) if seed & 1 else (x, y)
-            key = record_key(_record(spec, br, rnd, a, b, seed))
-            text = br.template.render(problem=br.problem, solution_a=solution_text(a),
-                                      solution_b=solution_text(b))
-            out.append(Match(br, a, b, seed, key, text))
-    return out
-
-
-def total_matches(brs: Sequence[Bracket]) -> int:
-    """Matches a full run plays: k - 1 per bracket of k samples."""
-    return sum(max(len(br.survivors) - 1, 0) for br in brs)
-
-
-def run(
-    store: Store,
-    folder: str,
-    selection: Selection,
-    spec: VerifySpec,
-    backend_factory: Callable[[], Backend],
-    *,
-    progress: ProgressCallback | None = None,
-    flush_seconds: float = 30.0,
-) -> VerifySummary:
-    """Play every missing match, round by round; see the module docstring."""
-    spec.check()
-    t_start = time.monotonic()
-    summary = VerifySummary(method="tournament", verifier=spec.verifier,
-                            generations=len(selection.generations),
-                            no_prompt=selection.no_prompt)
-    prompt_ids = set(selection.prompts)
-    stored: dict[str, Comparison] = {}
-    for rec in store.iter_records(kinds=("comparison",)):
-        if (isinstance(rec, Comparison) and rec.method == "tournament"
-                and rec.verifier == spec.verifier and rec.prompt_id in prompt_ids):
-            stored.setdefault(rec.key, rec)
-    brs = start(selection, spec)
-    total = total_matches(brs)
-    summary.requested = total
-    by_id = {g.id: g for g in selection.generations}
-    backend: Backend | None = None
-    host = socket.gethostname()
-    settled = 0
-    with store.writer(folder, flush_seconds=flush_seconds) as w:
-        for rnd in range(spec.rounds):
-            round_matches = matches(brs, spec, rnd)
-            if not round_matches:
-                break
-            summary.rounds_played = rnd + 1
-            if rnd == 0:
-                planned = {m.key for m in round_matches}
-                summary.foreign = sum(
-                    1 for c in stored.values()
-                    if c.bracket_round == 0 and c.sample_index < spec.repeats
-                    and c.key not in planned
-                )
-            missing = {m.key for m in round_matches if m.key not in stored}
-            for batch in cut(round_matches, spec.batch_size):
-                if not any(m.key in missing for m in batch):
-                    continue
-                if backend is None:
-                    backend = backend_factory()
-                    if progress is not None:
-                        progress(settled, total)
-                t0 = time.monotonic()
-                samples = backend.sample(
-                    [SampleRequest(m.text, spec.sampling, m.seed) for m in batch])
-                dt = time.monotonic() - t0
-                summary.model_seconds += dt
-                summary.batches_run += 1
-                recs: list[Comparison] = []
-                for m, s in zip(batch, samples, strict=True):
-                    if m.key not in missing:
-                        summary.extra += 1
-                        continue
-                    got = parse_choice(s.text)
-                    winner = None
-                    if got.value == "A":
-                        winner = m.a.id
-                    elif got.value == "B":
-                        winner = m.b.id
-                    recs.append(_record(
-                        spec, m.bracket, rnd, m.a, m.b, m.seed, raw=s.text, winner=winner,
-                        parse_status=got.status,
-                        prov=Provenance(time=time.time(), host=host, duration_s=dt / len(batch)),
-                    ))
-                for rec in w.add_batch(recs):
-                    stored[rec.key] = rec  # type: ignore[assignment]
-                summary.verified += len(recs)
-            # Advance every bracket from the records (stored before or written now).
-            winners: dict[int, list[Generation]] = {}
-            for m in round_matches:
-                rec = stored[m.key]
-                winners.setdefault(id(m.bracket), []).append(by_id[advancing(rec)])
-                _count(summary, rec)
-            for br in brs:
-                nxt = winners.get(id(br))
-                if nxt is None:
-                    continue  # no match this round: the bracket is decided
-                _, bye = pairings(br.survivors)
-                if bye is not None:
-                    nxt.append(bye)
-                    summary.byes += 1
-                br.survivors = nxt
-            settled += len(round_matches)
-            if progress is not None and backend is not None:
-                progress(settled, total)
-    summary.present = summary.requested - summary.verified
-    summary.seconds = time.monotonic() - t_start
-    return summary
-
-
-def _count(summary: VerifySummary, rec: Comparison) -> None:
-    summary.statuses[rec.parse_status] = summary.statuses.get(rec.parse_status, 0) + 1
-    if rec.winner is not None:
-        summary.decided += 1
-        if rec.winner == rec.generation_a:
-            summary.a_wins += 1
+METHOD = Method(
+    name="tournament", call="pairwise", templates=per_family("tournament", _text),
+    parser=parse_choice,
+)
