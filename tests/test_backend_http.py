@@ -28,14 +28,10 @@ from typing import Any
 import pytest
 
 from gvstore.backends import LoglikRequest, SampleRequest, get_backend
+from gvstore.backends.completions import completion_body, loglik_from_text, loglik_from_tokens
 from gvstore.backends.hf import batch_seed
-from gvstore.backends.http import (
-    OpenAIBackend,
-    completion_body,
-    loglik_from_text,
-    loglik_from_tokens,
-    normalise_urls,
-)
+from gvstore.backends.http import OpenAIBackend
+from gvstore.backends.transport import normalise_urls
 from gvstore.errors import GvstoreError
 from gvstore.models import ModelSpec
 from gvstore.records import Sampling
@@ -417,8 +413,10 @@ def test_defaults_bound_a_request_to_minutes_not_an_hour() -> None:
     # Per try: a 512-token completion (the study's max_tokens) at 5 tokens/s takes 102 s, and
     # its prefill; one request ends after 300 s however many tries are left (it was 600 s x 6
     # tries plus back-off: over an hour).
-    assert (b.timeout, b.deadline, b.connect_timeout, b.max_retries) == (120.0, 300.0, 10.0, 5)
-    assert b.max_response_bytes == 16 * 1024 * 1024
+    lim = b.limits
+    assert (lim.timeout, lim.deadline, lim.connect_timeout, lim.max_retries) == (120.0, 300.0,
+                                                                                 10.0, 5)
+    assert lim.max_response_bytes == 16 * 1024 * 1024
 
 
 def test_a_stalled_server_costs_the_per_try_timeout_per_try() -> None:
@@ -671,7 +669,7 @@ def test_the_key_reaches_a_loopback_server() -> None:
         b = client(s.url, api_key="sk-local")
         try:
             b.served_model_name = None
-            b._run(b._model_name())
+            b.served_model()
         finally:
             b.close()
     assert seen == ["Bearer sk-local"]

@@ -69,11 +69,12 @@ class Backend(Protocol):
         ...
 
 
-# name -> "module:factory"; the module is imported only when the back end is asked for.
-_REGISTRY: dict[str, str] = {
-    "transformers": "gvstore.backends.hf:TransformersBackend",
-    "vllm": "gvstore.backends.vllm_backend:VllmBackend",
-    "openai": "gvstore.backends.http:OpenAIBackend",
+# name -> ("module:factory", the extra that installs it); the module is imported only when the
+# back end is asked for. This is the one list of back ends (params validation reads it too).
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "transformers": ("gvstore.backends.hf:TransformersBackend", "cpu"),
+    "vllm": ("gvstore.backends.vllm_backend:VllmBackend", "gpu"),
+    "openai": ("gvstore.backends.http:OpenAIBackend", ""),
 }
 
 
@@ -84,14 +85,14 @@ def available() -> list[str]:
 
 def get_backend(name: str, model: ModelSpec, **options: object) -> Backend:
     """Build the back end ``name`` for ``model`` (imports its module now)."""
-    target = _REGISTRY.get(name)
-    if target is None:
+    entry = _REGISTRY.get(name)
+    if entry is None:
         raise GvstoreError(f"unknown back end {name!r}; choose from {', '.join(available())}")
+    target, extra = entry
     module_name, factory_name = target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        extra = {"vllm": "gpu", "transformers": "cpu"}.get(name, "")
         hint = f" (install the `{extra}` extra)" if extra else ""
         raise GvstoreError(f"back end {name!r} is not installed: {exc}{hint}") from exc
     factory = getattr(module, factory_name)
