@@ -136,7 +136,7 @@ class StoreBuilder:
             self.verification(g, method, s, verifier=verifier, repeat=repeat, status=status)
 
     def match(self, p: Prompt, a: Generation, b: Generation, winner: Generation | None,
-              rnd: int, *, verifier: str = "v", bracket: int = 0) -> Comparison:
+              rnd: int, bracket: int = 0, *, verifier: str = "v") -> Comparison:
         """A tournament match of ``a`` and ``b`` in round ``rnd`` of ``bracket`` (no winner:
         "no_verdict")."""
         return self.add(Comparison(

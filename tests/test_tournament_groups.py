@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import StoreBuilder
 from typer.testing import CliRunner
 
 from gvstore.analysis.frames import Dataset, Filters
@@ -41,7 +42,7 @@ from gvstore.analysis.sweep import sweep
 from gvstore.cli.app import app
 from gvstore.errors import GvstoreError
 from gvstore.params import load
-from gvstore.records import Comparison, Generation, Grade, Prompt, Record, Verification, seal
+from gvstore.records import Generation, Prompt
 from gvstore.replay import Projections
 from gvstore.report import build as build_report
 from gvstore.store import Store
@@ -50,61 +51,36 @@ REPO = Path(__file__).resolve().parents[1]
 AND = "and(tournament:rounds=1,mc:tau=0.5)"
 
 
-class Builder:
-    def __init__(self, root: Path, task: str = "t") -> None:
-        self.store = Store(root)
-        self.task = task
-        self.recs: list[Record] = []
-
-    def prompt(self, name: str) -> Prompt:
-        p = seal(Prompt(task=self.task, item_id=name, text=f"question {name}", reference="1"))
-        self.recs.append(p)
-        return p
-
-    def gens(self, p: Prompt, utils: list[float], scores: list[float], model: str,
-             rnd: int) -> list[Generation]:
-        out = []
-        for i, (u, s) in enumerate(zip(utils, scores, strict=True)):
-            g = seal(Generation(prompt_id=p.id, task=self.task, model=model, sample_index=i, seed=i,
-                                round=rnd, text=f"answer {p.item_id}/{model}/{rnd}/{i}"))
-            self.recs.append(g)
-            self.recs.append(seal(Grade(generation_id=g.id, grader=self.task, strict=u,
-                                        flexible=u)))
-            self.recs.append(seal(Verification(generation_id=g.id, verifier="v", method="mc",
-                                               score=s)))
-            out.append(g)
-        return out
-
-    def match(self, p: Prompt, a: Generation, b: Generation, winner: Generation, rnd: int,
-              bracket: int) -> None:
-        self.recs.append(seal(Comparison(
-            prompt_id=p.id, generation_a=a.id, generation_b=b.id, verifier="v",
-            bracket=bracket, bracket_round=rnd, winner=winner.id)))
-
-    def write(self) -> Path:
-        with self.store.writer("t") as w:
-            w.extend(self.recs)
-        return self.store.root
+def gens(b: StoreBuilder, p: Prompt, utils: list[float], scores: list[float], model: str,
+         rnd: int) -> list[Generation]:
+    """Generations of ``p``, each graded ``utils[i]`` and scored ``scores[i]`` by mc (v)."""
+    out = []
+    for i, (u, s) in enumerate(zip(utils, scores, strict=True)):
+        g = b.generation(p, i, f"answer {p.item_id}/{model}/{rnd}/{i}", model=model, rnd=rnd)
+        b.grade(g, u)
+        b.verification(g, "mc", s)
+        out.append(g)
+    return out
 
 
 def build(root: Path, first: tuple[str, int], second: tuple[str, int], task: str = "t") -> Path:
     """The store of the module doc; ``first``/``second`` are (model, round) of each."""
-    b = Builder(root, task)
+    b = StoreBuilder(root, task)
     prompts = [b.prompt(f"p{i}") for i in range(4)]
     for p in prompts:  # the first one: a 2-round bracket of 4 on every prompt
-        s0, s1, s2, s3 = b.gens(p, [1, 0, 0, 1], [0.9] * 4, *first)
+        s0, s1, s2, s3 = gens(b, p, [1, 0, 0, 1], [0.9] * 4, *first)
         b.match(p, s0, s1, s0, 0, 0)
         b.match(p, s2, s3, s3, 0, 0)
         b.match(p, s0, s3, s0, 1, 0)
     p0, p1, p2, p3 = prompts
-    g = b.gens(p0, [1, 1, 0], [0.9, 0.9, 0.9], *second)
+    g = gens(b, p0, [1, 1, 0], [0.9, 0.9, 0.9], *second)
     b.match(p0, g[0], g[1], g[0], 0, 0)  # g[2] is alone in bracket 1
-    b.gens(p1, [1, 0, 0, 0], [0.9, 0.9, 0.1, 0.1], *second)
-    g = b.gens(p2, [1, 0, 1, 0], [0.9] * 4, *second)
+    gens(b, p1, [1, 0, 0, 0], [0.9, 0.9, 0.1, 0.1], *second)
+    g = gens(b, p2, [1, 0, 1, 0], [0.9] * 4, *second)
     b.match(p2, g[0], g[1], g[0], 0, 0)
     b.match(p2, g[2], g[3], g[3], 0, 1)
-    b.gens(p3, [1, 1, 0, 0], [0.9, 0.9, 0.9, 0.1], *second)
-    return b.write()
+    gens(b, p3, [1, 1, 0, 0], [0.9, 0.9, 0.9, 0.1], *second)
+    return b.write().root
 
 
 @pytest.fixture
@@ -175,9 +151,9 @@ def test_a_group_with_no_match_cannot_read_a_round(tmp_path: Path) -> None:
     rounds=0 leaves every prompt empty (no tournament score anywhere)."""
     root = tmp_path / "s"
     build(root, ("gA", 0), ("gB", 0))
-    b = Builder(root)
+    b = StoreBuilder(root)
     for p in [b.prompt(f"p{i}") for i in range(4)]:
-        b.gens(p, [1, 0], [0.9, 0.1], "gC", 0)
+        gens(b, p, [1, 0], [0.9, 0.1], "gC", 0)
     b.write()
     with pytest.raises(GvstoreError, match=r"rounds=1 .*played 0 on gC/t"):
         rows(root, AND, generators=("gC",))
@@ -238,7 +214,7 @@ def test_the_study_report(tmp_path: Path) -> None:
     raw["models"] = {m: {"package": "x"} for m in ("gA", "gB", "v")}
     raw["report"].update(specs=[AND], sweeps=["tournament:rounds"], resamples=50)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    metrics = build_report(store, load(tmp_path / "params.yaml"), tmp_path / "reports")
+    metrics = build_report(store, load(tmp_path / "params.yaml"), tmp_path / "reports").metrics
     gap = metrics["gap"]["arith"]
     assert gap["gB"]["v"]["round0"][AND]["gap"] == round(-1 / 24, 6)
     assert gap["gB"]["v"]["round0"][AND]["empty_prompts"] == 2
