@@ -1,20 +1,32 @@
-"""Files written whole or not at all, and file hashes: the one copy of each.
+"""Files written whole or not at all, file hashes and strict YAML: the one copy of each.
 
 ``atomic_path`` is the shape every writer of a finished file uses: write to a temporary name
 beside the target, flush and fsync it, rename it over the target, then fsync the folder so the
 rename survives a power cut. A reader therefore sees the old file or the new one, never half
 of one; a killed writer leaves at most a ``.<name>.<pid>.part`` file, never a torn target.
+
+``read_yaml`` is the one YAML reader of a file a user writes (params, a hyperparameter config,
+a model table): UTF-8, bounded in size and depth, no duplicate keys, no aliases, each problem a
+one-line ``GvstoreError`` naming the file and, where there is one, the key path and line.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path", "fsync_dir", "sha256_file", "write_atomic"]
+import yaml
+
+from gvstore.errors import GvstoreError
+from gvstore.names import safe_rmtree
+
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "StrictLoader", "atomic_folder", "atomic_path", "fsync_dir",
+           "read_yaml", "sha256_file", "write_atomic"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -56,6 +68,27 @@ def atomic_path(target: Path | str, *, durable: bool = True) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def atomic_folder(out: Path | str) -> Iterator[Path]:
+    """A fresh temporary folder beside ``out`` to build a whole folder in (a model folder); on
+    a clean exit it replaces ``out`` (the old one moved aside, then removed). On an error the
+    temporary folder is removed and ``out`` is untouched."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    safe_rmtree(tmp, out.parent)
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = out.parent / f".{out.name}.{os.getpid()}.old"
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        safe_rmtree(old, out.parent, ignore_errors=True)
+    finally:
+        safe_rmtree(tmp, out.parent, ignore_errors=True)
+
+
 def write_atomic(target: Path | str, data: bytes | str, *, durable: bool = True) -> Path:
     """Write ``data`` (text is UTF-8) to ``target`` whole or not at all; returns ``target``."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -71,3 +104,112 @@ def sha256_file(path: Path | str, *, block: int = 1 << 22) -> str:
         for chunk in iter(lambda: fh.read(block), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# ---- strict YAML -------------------------------------------------------------------------------
+
+MAX_BYTES = 1 << 20
+"""The largest YAML file read (params, hyperparameter config, model table): 1 MiB."""
+MAX_DEPTH = 32
+"""The deepest nesting of mappings and lists in a YAML file (params.yaml needs 4)."""
+
+
+class _BadYAML(yaml.YAMLError):
+    """A YAML document that parses but that a params file may not be (one line, no mark)."""
+
+
+def _key_path(parent: str, key: object) -> str:
+    return f"{parent}.{key}" if isinstance(key, str) else f"{parent}[{key!r}]"
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys (instead of the last one silently
+    winning), aliases (a few lines of ``*a`` can expand to billions of nodes) and nesting
+    deeper than ``MAX_DEPTH`` (instead of running into Python's recursion limit); each
+    refusal names the key path and line."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._stack: list[str] = []
+        self._paths: dict[int, str] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if parent is None or not self._stack:
+            path = "$"
+        elif isinstance(index, yaml.ScalarNode):
+            path = _key_path(self._stack[-1], index.value)
+        elif isinstance(index, int):
+            path = f"{self._stack[-1]}[{index}]"
+        else:  # a mapping key
+            path = self._stack[-1]
+        event = self.peek_event()
+        line = event.start_mark.line + 1 if event.start_mark else 0
+        if self.check_event(yaml.AliasEvent):
+            raise _BadYAML(f"an alias (*name) at `{path}` (line {line}); params files spell "
+                           "every value out")
+        if len(self._stack) >= MAX_DEPTH:
+            raise _BadYAML(f"nested deeper than {MAX_DEPTH} levels at `{path}` (line {line})")
+        self._stack.append(path)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._stack.pop()
+        self._paths[id(node)] = path
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[type, Any], int] = {}
+        where = self._paths.get(id(node), "$")
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                ident = (type(key), key)
+                hash(ident)
+            except TypeError:
+                continue  # the base class names an unhashable key
+            line = key_node.start_mark.line + 1
+            if ident in seen:
+                raise _BadYAML(f"duplicate key {key!r} at `{_key_path(where, key)}` (line "
+                               f"{line}; first given at line {seen[ident]})")
+            seen[ident] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _decode(p: Path, data: bytes) -> str:
+    """The text of a YAML file, which must be UTF-8 (a leading byte-order mark is dropped)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+            len(data) >= 2 and b"\0" in data[:2]):
+        raise GvstoreError(f"{p} is UTF-16 or UTF-32 text (a byte-order mark or NUL bytes); "
+                           "save it as UTF-8")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise GvstoreError(f"{p} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                           f"{exc.start}, line {line}); save it as UTF-8") from None
+    return text.removeprefix("\ufeff")
+
+
+def read_yaml(path: Path | str, what: str = "params file") -> Any:
+    """A YAML file read strictly: UTF-8, at most ``MAX_BYTES``, no duplicate keys, no
+    aliases, nesting at most ``MAX_DEPTH`` deep. Any problem is a one-line ``GvstoreError``
+    naming the file (and the key path and line where there is one)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise GvstoreError(f"cannot read {p}: {exc.strerror}") from exc
+    if len(data) > MAX_BYTES:
+        raise GvstoreError(f"{p} is over {MAX_BYTES} bytes, the bound for a {what}")
+    text = _decode(p, data)
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _BadYAML as exc:
+        raise GvstoreError(f"{p}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise GvstoreError(f"{p} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:  # the depth limit is meant to come first
+        raise GvstoreError(f"{p}: nested too deep (at most {MAX_DEPTH} levels)") from None

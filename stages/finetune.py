@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def body() -> int:
-        from gvstore.finetune import build_hparams, finetune, parent_spec, summary_line
+        from gvstore.models import parent_spec
+        from gvstore.steps.finetune.config import build_hparams
+        from gvstore.steps.finetune.step import finetune, summary_line
 
         models_dir, seed = args.models_dir, args.seed
         if args.params is not None:

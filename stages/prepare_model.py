@@ -8,7 +8,6 @@ so later stages can depend on it uniformly.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def body() -> int:
-        from gvstore.models import MANIFEST, prepare, prepared_dir, resolve
+        from gvstore.models import Manifest, prepare, prepared_dir, resolve, write_manifest
 
         params = load_params(args.params)
         spec = params.model(args.model)
@@ -42,9 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             note(f"prepare-model: {spec.name} (local) lives in {out}; digest {digest}")
             return 0
         out.mkdir(parents=True, exist_ok=True)
-        (out / MANIFEST).write_text(json.dumps(
-            {"name": spec.name, "source": spec.source, "pointer": True,
-             "model_digest": digest}, indent=2) + "\n")
+        write_manifest(out, Manifest(name=spec.name, source=spec.source, pointer=True,
+                                     model_digest=digest))
         note(f"prepare-model: {spec.name} ({spec.source}) is used as it is; digest {digest}")
         return 0
 

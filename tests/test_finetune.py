@@ -19,21 +19,19 @@ import typer
 from typer.testing import CliRunner
 
 from gvstore.errors import GvstoreError
-from gvstore.finetune import (
-    CPU,
-    PAPER,
-    FinetuneResult,
-    Hyperparams,
-    build_hparams,
+from gvstore.models import (
+    MANIFEST,
+    SMOLLM2,
+    ModelSpec,
     default_name,
-    finetune,
-    help_texts,
-    load_data,
+    folder_digest,
+    resolve,
     spec_from_folder,
-    to_trl,
     trainable,
 )
-from gvstore.models import MANIFEST, SMOLLM2, ModelSpec, folder_digest, resolve
+from gvstore.steps.finetune.config import CPU, PAPER, Hyperparams, build_hparams, help_texts
+from gvstore.steps.finetune.data import load_data, to_trl
+from gvstore.steps.finetune.step import FinetuneResult, finetune
 
 QUESTIONS = [(2, 3), (4, 5), (7, 1), (6, 6)]
 
@@ -245,7 +243,7 @@ def _check_generations(spec: ModelSpec, digest: str, tmp_path: Path) -> None:
         batch_size=2)
     summary = generate.run(store, "gen", prompts, gspec,
                            lambda: get_backend("transformers", spec, batch_size=2))
-    assert summary.generated == 2
+    assert summary.made == 2
     gens = store.records(["generation"])
     assert len(gens) == 2
     for g in gens:

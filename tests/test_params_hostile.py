@@ -81,7 +81,7 @@ def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
 
 
 def test_file_over_the_size_bound(tmp_path: Path) -> None:
-    from gvstore.params import MAX_BYTES
+    from gvstore.io import MAX_BYTES
 
     text = (REPO / "params.yaml").read_text() + "#" * MAX_BYTES + "\n"
     line = _one_line_error(tmp_path, text)

@@ -10,8 +10,9 @@ import typer
 from gvstore.cli.options import JsonOpt
 from gvstore.digest import short
 from gvstore.errors import GvstoreError
-from gvstore.finetune import METHODS, build_hparams, help_texts, parent_spec
+from gvstore.models import parent_spec
 from gvstore.output import emit, err_console, table
+from gvstore.steps.finetune.config import METHODS, build_hparams, help_texts
 
 _HELP = help_texts()
 
@@ -67,7 +68,7 @@ def finetune_cmd(
 ) -> None:
     """Train a model on filtered answers (sft) or preference pairs (rpo); write the next
     round's model folder with a manifest naming its digest."""
-    from gvstore.finetune import finetune
+    from gvstore.steps.finetune.step import finetune
 
     if method not in METHODS:
         raise GvstoreError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
