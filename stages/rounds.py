@@ -33,16 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def body() -> int:
-        from gvstore.finetune import summary_line
+        from gvstore.progress import generate_bar, verify_bar
         from gvstore.steps import rounds
+        from gvstore.steps.finetune.step import summary_line
 
         params = load_params(args.params)
         r = params.rounds
         rnd = r.round_of(args.model)
         where = f"round {rnd} ({args.model})"
         if args.step == "generate":
-            s = rounds.generate(params, args.model, quiet=args.quiet)
-            note(f"{where}: {s.generated} generated, {s.present} already present "
+            with generate_bar(args.model, r.task, args.quiet) as bar:
+                s = rounds.generate(params, args.model, progress=bar)
+            note(f"{where}: {s.made} generated, {s.present} already present "
                  f"({s.prompts} prompts x n={params.sample.n}), {s.seconds:.1f} s")
         elif args.step == "grade":
             g = rounds.grade(params, args.model)
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                  + (f", strict accuracy {st.strict_mean:.3f}, flexible "
                     f"{st.flexible_mean:.3f} over the newly graded" if st and st.graded else ""))
         elif args.step == "verify":
-            done = rounds.verify(params, args.model, quiet=args.quiet)
+            done = rounds.verify(params, args.model, progress=lambda method, verifier:
+                                 verify_bar(method, verifier, r.task, args.quiet))
             if not done:
                 note(f"{where}: nothing to verify (the ground truth filters)")
             for v in done:

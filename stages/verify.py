@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         store = stage_store(params)
         method, task = args.method, args.task
         for name in params.study.verifiers:
-            with verify_bar(method, name, task, args.quiet) as bar:
-                s = verify_with_params(params, store, params.model(name), method, task,
+            verifier = params.model(name)
+            with verify_bar(method, verifier.name, task, args.quiet) as bar:
+                s = verify_with_params(params, store, verifier, method, task,
                                        folder=f"verify/{method}-{task}", progress=bar)
             d = s.as_dict()
             note(f"verify {method} {name} {task}: {s.made} made, {s.present} already "

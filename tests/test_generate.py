@@ -128,16 +128,16 @@ def test_generate_is_idempotent_and_incremental(
     store = Store(tmp_path)
     counting = Counting(backend)
     s1 = generate.run(store, "gen", prompts, _spec(models_dir, 2), counting.factory)
-    assert (s1.generated, counting.requests) == (8, 8)
+    assert (s1.made, counting.requests) == (8, 8)
     gens = store.records(["generation"])
     assert len(gens) == 8 and len(store.records(["prompt"])) == 4
     assert all(isinstance(g, Generation) and g.model_digest.startswith("sha256:") for g in gens)
     # A second run calls nothing, not even the model loader.
     s2 = generate.run(store, "gen", prompts, _spec(models_dir, 2), counting.factory)
-    assert (s2.generated, s2.present, counting.requests, counting.factory_calls) == (0, 8, 8, 1)
+    assert (s2.made, s2.present, counting.requests, counting.factory_calls) == (0, 8, 8, 1)
     # n 2 -> 4: exactly the 8 missing samples.
     s3 = generate.run(store, "gen", prompts, _spec(models_dir, 4), counting.factory)
-    assert (s3.generated, s3.extra_samples, counting.requests) == (8, 0, 16)
+    assert (s3.made, s3.extra, counting.requests) == (8, 0, 16)
     assert store.verify().ok and len(store.records(["generation"])) == 16
 
 
@@ -161,7 +161,7 @@ def test_same_key_same_text_and_resume_reproduces(
         w.extend(want[k] for k in keep)
     counting = Counting(backend)
     s = generate.run(partial, "gen", prompts, _spec(models_dir, 2), counting.factory)
-    assert (s.generated, s.extra_samples, counting.requests) == (2, 2, 4)
+    assert (s.made, s.extra, counting.requests) == (2, 2, 4)
     assert {g.key: g.id for g in partial.records(["generation"])} == \
         {k: g.id for k, g in want.items()}
 

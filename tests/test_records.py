@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gvstore.digest import canonical_json, digest
+from gvstore.digest import canonical_json, digest, seed
 from gvstore.records import (
     META_FIELDS,
     RECORD_TYPES,
@@ -71,6 +71,23 @@ GOLDEN = [
 def test_golden_ids(rec: object, key: str, rid: str) -> None:
     sealed = seal(rec)  # type: ignore[type-var]
     assert (sealed.key, sealed.id) == (key, rid)
+
+
+GOLDEN_SEEDS = [
+    # computed by the generate step's and the verifiers' own seed functions before they were
+    # merged into digest.seed: (base seed, prompt id, sample index) for a generation,
+    # (base seed, generation id, method, repeat) for a verification, the tournament's parts
+    ((0, "sha256:abc", 0), 1762481183255940208),
+    ((7, "p1", 3), 6430931192892096301),
+    ((0, "sha256:gen", "cot_binary", 0), 6556086807649887588),
+    ((5, "tournament", "p", "a", "b", 0, 8, 1, 0,
+      '{"max_tokens":128,"temperature":0.7,"top_p":1.0}'), 769759104605405723),
+]
+
+
+@pytest.mark.parametrize("parts,expected", GOLDEN_SEEDS)
+def test_golden_seeds(parts: tuple[object, ...], expected: int) -> None:
+    assert seed(*parts) == expected
 
 
 def test_prompt_digest_follows_the_documented_contract_with_stdlib_only() -> None:

@@ -12,12 +12,14 @@ from gvstore.backends.base import Backend, LoglikRequest, Sample, SampleRequest
 from gvstore.digest import digest
 from gvstore.errors import GvstoreError
 from gvstore.records import Generation, Prompt, Sampling, Verification, seal
-from gvstore.steps.verify import run
+from gvstore.steps.verify import VerifySpec, run, select
 from gvstore.store import Store
 from gvstore.tasks.registry import get_task
-from gvstore.verifiers import VerifySpec, get_template, select
-from gvstore.verifiers.common import histogram, problem_text
-from gvstore.verifiers.templates import FAMILIES, METHODS, TEMPLATES, mc_answers
+from gvstore.verifiers import get_template
+from gvstore.verifiers.common import problem_text
+from gvstore.verifiers.mc import mc_answers
+from gvstore.verifiers.registry import get_method, method_names
+from gvstore.verifiers.templates import FAMILIES, Template
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ["Looks right.\nCorrectness: correct\nScore: 9", "Correctness: incorrect\nScore: 2",
@@ -79,9 +81,9 @@ def test_idempotent_second_run_calls_nothing(tmp_path: Path, method: str) -> Non
     fake = Fake()
     s1 = run(store, "verify", select(store, "arith"), spec(method), fake.factory)
     per = 2 if method == "mc" else 1  # mc: one loglik request per answer
-    assert (s1.verified, s1.requested, fake.calls) == (12, 12, 12 * per)
+    assert (s1.made, s1.requested, fake.calls) == (12, 12, 12 * per)
     s2 = run(store, "verify", select(store, "arith"), spec(method), fake.factory)
-    assert (s2.verified, s2.present, fake.calls, fake.factory_calls) == (0, 12, 12 * per, 1)
+    assert (s2.made, s2.present, fake.calls, fake.factory_calls) == (0, 12, 12 * per, 1)
     assert s2.statuses == s1.statuses and s2.histogram == s1.histogram
     assert len(verifications(store)) == 12 and store.verify().ok
 
@@ -112,7 +114,7 @@ def test_cot_records_unparseable_outputs_with_null_scores(tmp_path: Path) -> Non
     fake = Fake()
     s = run(store, "verify", select(store, "arith"), spec("cot_score", repeats=3), fake.factory)
     recs = verifications(store)
-    assert len(recs) == s.verified == 2 * 4 * 3  # m = 3 repeats, none dropped
+    assert len(recs) == s.made == 2 * 4 * 3  # m = 3 repeats, none dropped
     assert {v.sample_index for v in recs} == {0, 1, 2}
     assert len({v.seed for v in recs}) == len(recs)
     by_status: dict[str, set[float | None]] = {}
@@ -149,15 +151,16 @@ def test_problem_text_cuts_the_question_of_every_task(task: str) -> None:
 
 
 def test_templates_differ_by_method_family_and_kind() -> None:
-    digests = {t.digest for t in TEMPLATES.values()}
-    assert len(digests) == len(METHODS) * len(FAMILIES)
+    templates = [t for m in method_names() for t in get_method(m).templates.values()]
+    digests = {t.digest for t in templates}
+    assert len(digests) == len(method_names()) * len(FAMILIES)
     assert get_template("mc", "gsm8k") is get_template("mc", "math")
     assert get_template("mc", "arith", "base").digest != get_template("mc", "arith").digest
     assert get_template("mc", "arith", "base").text.endswith("Verdict:")
     assert mc_answers("base") == (" Correct", " Incorrect")
     assert get_template("cot_score", "unknown-task").family == "generic"
     assert "Sudoku" in get_template("cot_binary", "sudoku").text
-    for t in TEMPLATES.values():
+    for t in templates:
         fields = ("{solution_a}", "{solution_b}") if t.method == "tournament" else (
             "{solution}",)
         assert "{problem}" in t.text and all(f in t.text for f in fields)
@@ -166,17 +169,15 @@ def test_templates_differ_by_method_family_and_kind() -> None:
 
 
 def test_a_changed_template_verifies_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gvstore.verifiers import templates
-
     store = Store(tmp_path)
     build(store, prompts=1, n=2)
     fake = Fake()
     run(store, "verify", select(store, "arith"), spec("cot_binary"), fake.factory)
-    old = templates.TEMPLATES[("cot_binary", "arith")]
-    monkeypatch.setitem(templates.TEMPLATES, ("cot_binary", "arith"),
-                        templates.Template(old.method, old.family, old.text + "\nBe brief."))
+    old = get_method("cot_binary").templates["arith"]
+    monkeypatch.setitem(get_method("cot_binary").templates, "arith",
+                        Template(old.method, old.family, old.text + "\nBe brief."))
     s = run(store, "verify", select(store, "arith"), spec("cot_binary"), fake.factory)
-    assert s.verified == 2 and len({v.template for v in verifications(store)}) == 2
+    assert s.made == 2 and len({v.template for v in verifications(store)}) == 2
 
 
 def test_cross_verifiers_are_kept_apart(tmp_path: Path) -> None:
@@ -186,7 +187,7 @@ def test_cross_verifiers_are_kept_apart(tmp_path: Path) -> None:
     other = VerifySpec(method="cot_binary", verifier="judge2", verifier_digest="sha256:j2",
                        backend="fake", sampling=Sampling(temperature=0.7, max_tokens=32))
     s = run(store, "verify", select(store, "arith"), other, Fake().factory)
-    assert s.verified == 2
+    assert s.made == 2
     assert {(v.verifier, v.verifier_digest) for v in verifications(store)} == {
         ("judge", "sha256:judge"), ("judge2", "sha256:j2")}
 
@@ -206,10 +207,10 @@ def test_selection_filters_and_orders(tmp_path: Path) -> None:
 
 
 def test_histograms() -> None:
-    assert histogram("cot_binary", [1.0, 0.0, None, 1.0]) == {"0": 1, "1": 2}
-    h = histogram("cot_score", [8.5, 8.0, 10.0, None])
+    assert get_method("cot_binary").histogram([1.0, 0.0, None, 1.0]) == {"0": 1, "1": 2}
+    h = get_method("cot_score").histogram([8.5, 8.0, 10.0, None])
     assert h["8"] == 2 and h["10"] == 1 and sum(h.values()) == 3
-    h = histogram("mc", [0.0, 0.05, 0.95, 1.0])
+    h = get_method("mc").histogram([0.0, 0.05, 0.95, 1.0])
     assert h["0.0-0.1"] == 2 and h["0.9-1.0"] == 2
 
 

@@ -1,9 +1,10 @@
 """The ``gvstore`` command line. Subcommand groups live in the other
 modules of ``gvstore.cli``.
 
-Errors: a ``GvstoreError`` (bad input, missing file, damaged store) becomes one line on stderr
-and exit status 1; any other exception becomes one line naming it and exit status 70. With
-``--debug`` the traceback is shown instead.
+Errors are turned into text here and nowhere else: a ``GvstoreError`` (bad input, missing file,
+damaged store) becomes one line on stderr and exit status 1 (a bad filter spec keeps its
+caret line under the fault); any other exception becomes one line naming it and exit status
+70. With ``--debug`` the traceback is shown instead. Commands raise; they never print errors.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class _Group(TyperGroup):
         except GvstoreError as exc:
             if _debug(ctx):
                 raise
-            _one_line("error", str(exc))
+            _error(exc)
             ctx.exit(1)
         except KeyboardInterrupt:
             _one_line("interrupted", "stopped by the user")
@@ -42,6 +43,17 @@ class _Group(TyperGroup):
             _one_line("internal error",
                       f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
             ctx.exit(70)
+
+
+def _error(exc: GvstoreError) -> None:
+    from gvstore.analysis.specs import SpecError  # light: no polars or numpy
+
+    if isinstance(exc, SpecError):
+        from gvstore.output import error_block
+
+        error_block(exc)  # unwrapped, so the caret stays under the fault
+    else:
+        _one_line("error", str(exc))
 
 
 def _one_line(label: str, message: str) -> None:
@@ -91,15 +103,22 @@ def _root(
 
 
 def _register() -> None:
+    # Every command module imports only light modules at the top (no polars, numpy, torch or
+    # matplotlib: tests/test_cli_app.py), so `gvstore --help` stays fast; the heavy imports
+    # happen inside the command that needs them.
     from gvstore.cli.analysis import register as register_analysis
+    from gvstore.cli.data import data_app
     from gvstore.cli.finetune import finetune_cmd
-    from gvstore.cli.metrics import corr_cmd, passk_cmd, scaling_cmd, variance_cmd
-    from gvstore.cli.model import generate_cmd, prepare_model_cmd
+    from gvstore.cli.generate import generate_cmd
+    from gvstore.cli.grade import grade_cmd
+    from gvstore.cli.metrics import corr_cmd, passk_cmd, variance_cmd
+    from gvstore.cli.model import prepare_model_cmd
     from gvstore.cli.params import params_app
     from gvstore.cli.report import report_cmd
     from gvstore.cli.rounds import rounds_cmd
+    from gvstore.cli.scaling import scaling_cmd
     from gvstore.cli.store import store_app
-    from gvstore.cli.tasks import data_app, grade_cmd, tasks_app
+    from gvstore.cli.tasks import tasks_app
     from gvstore.cli.verify import verify_cmd
 
     app.add_typer(store_app, name="store")

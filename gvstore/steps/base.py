@@ -26,6 +26,48 @@ ProgressCallback = Callable[[int, int, int], None]
 """Called as ``(done, to do, tokens so far)``; ``tokens`` is 0 for steps that count none."""
 
 
+class Progress(Protocol):
+    """How a whole step reports while it runs (the CLI and the stages draw a bar from it:
+    ``gvstore.progress.step_bar``)."""
+
+    def tick(self, done: int, todo: int, tokens: int) -> None: ...
+
+    def loading(self, started: bool) -> None:
+        """True just before the back end is made (a model load), False once it is."""
+
+    def finish(self, made: int) -> None:
+        """The step is done; it wrote ``made`` records."""
+
+
+def announced(factory: Callable[[], Backend], progress: Progress | None
+              ) -> Callable[[], Backend]:
+    """``factory``, telling ``progress`` when the back end is being made."""
+    if progress is None:
+        return factory
+
+    def make() -> Backend:
+        progress.loading(True)
+        backend = factory()
+        progress.loading(False)
+        return backend
+
+    return make
+
+
+def ticks(progress: Progress | None) -> ProgressCallback | None:
+    return None if progress is None else progress.tick
+
+
+def finished(summary: S, progress: Progress | None) -> S:
+    """``summary``, once ``progress`` is told the step is done."""
+    if progress is not None:
+        progress.finish(summary.made)
+    return summary
+
+
+S = TypeVar("S", bound="StepSummary")
+
+
 class Keyed(Protocol):
     @property
     def key(self) -> str: ...

@@ -13,25 +13,31 @@ killed run resumes with the same layouts and therefore the same texts on the sam
 
 from __future__ import annotations
 
-import hashlib
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gvstore.backends.base import Backend, SampleRequest
+from gvstore.backends.base import Backend, Sample, SampleRequest
+from gvstore.digest import seed as derive_seed
 from gvstore.errors import GvstoreError
-from gvstore.records import Generation, Prompt, Provenance, Sampling, record_key, seal
-from gvstore.store import Store
+from gvstore.records import Generation, Prompt, Provenance, Record, Sampling, record_key, seal
+from gvstore.steps.base import (
+    Batches,
+    Progress,
+    ProgressCallback,
+    StepSummary,
+    announced,
+    finished,
+    run_batches,
+    ticks,
+)
+from gvstore.store import Store, Writer
 
-ProgressCallback = Callable[[int, int, int], None]
-"""Called as ``(samples done, samples to do, tokens so far)``."""
-
-
-def sample_seed(base_seed: int, prompt_id: str, sample_index: int) -> int:
-    """The seed of one request, derived from what identifies it."""
-    h = hashlib.sha256(f"{base_seed}|{prompt_id}|{sample_index}".encode()).digest()
-    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+if TYPE_CHECKING:
+    from gvstore.models import ModelSpec
+    from gvstore.params import SampleParams, TaskEntry
 
 
 @dataclass(frozen=True)
@@ -43,26 +49,19 @@ class Request:
 
 
 @dataclass
-class GenerateSummary:
+class GenerateSummary(StepSummary):
+    """What a generate run did. ``extra``: samples computed again only to keep a partly
+    written batch's layout (not written)."""
+
     prompts: int = 0
-    requested: int = 0
-    present: int = 0
-    generated: int = 0
-    batches_run: int = 0
-    extra_samples: int = 0
-    """Samples computed again only to keep a partly written batch's layout (not written)."""
     tokens: int = 0
-    seconds: float = 0.0
-    model_seconds: float = 0.0
     finish: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "prompts": self.prompts, "requested": self.requested, "present": self.present,
-            "generated": self.generated, "batches_run": self.batches_run,
-            "extra_samples": self.extra_samples, "tokens": self.tokens,
-            "seconds": round(self.seconds, 3), "model_seconds": round(self.model_seconds, 3),
-            "samples_per_s": round(self.generated / self.model_seconds, 3)
+            "prompts": self.prompts, **self.counts("generated", "extra_samples"),
+            "tokens": self.tokens, **self.timings(),
+            "samples_per_s": round(self.made / self.model_seconds, 3)
             if self.model_seconds else None,
             "tokens_per_s": round(self.tokens / self.model_seconds, 3)
             if self.model_seconds else None,
@@ -88,18 +87,20 @@ class GenerateSpec:
             raise GvstoreError(f"n (samples per prompt) must be >= 1, got {self.n}")
         if self.batch_size < 1:
             raise GvstoreError(f"batch size must be >= 1, got {self.batch_size}")
-        sp = self.sampling
-        if sp.temperature < 0 or not 0 < sp.top_p <= 1 or sp.top_k < 0 or sp.max_tokens < 1:
-            raise GvstoreError(
-                "sampling needs temperature >= 0, 0 < top_p <= 1, top_k >= 0, max_tokens >= 1"
-            )
+        self.sampling.check()
 
 
-def _template(spec: GenerateSpec, prompt: Prompt, i: int, seed: int) -> Generation:
+def _record(spec: GenerateSpec, prompt: Prompt, i: int, seed: int,
+            sample: Sample | None = None, prov: Provenance | None = None) -> Generation:
+    """The generation of request ``(prompt, i)``; without ``sample``, the text-less template
+    whose key is the request's."""
+    out = {} if sample is None else {"text": sample.text, "n_tokens": sample.n_tokens,
+                                     "finish_reason": sample.finish_reason}
     return Generation(
         prompt_id=prompt.id, task=prompt.task, model=spec.model,
         model_digest=spec.model_digest, backend=spec.backend, sampling=spec.sampling,
-        sample_index=i, seed=seed, round=spec.round, text="",
+        sample_index=i, seed=seed, round=spec.round, prov=prov,
+        **({"text": ""} | out),  # type: ignore[arg-type]
     )
 
 
@@ -110,8 +111,8 @@ def plan(prompts: Sequence[Prompt], spec: GenerateSpec) -> list[list[Request]]:
     for i in range(spec.n):
         row = []
         for p in prompts:
-            seed = sample_seed(spec.seed, p.id, i)
-            row.append(Request(p, i, seed, record_key(_template(spec, p, i, seed))))
+            seed = derive_seed(spec.seed, p.id, i)
+            row.append(Request(p, i, seed, record_key(_record(spec, p, i, seed))))
         batches.extend(row[k:k + spec.batch_size] for k in range(0, len(row), spec.batch_size))
     return batches
 
@@ -129,51 +130,83 @@ def run(
     """Generate what is missing. ``backend_factory`` is called only if anything is."""
     start = time.monotonic()
     prompts = [p if p.id else seal(p) for p in prompts]
-    summary = GenerateSummary(prompts=len(prompts), requested=len(prompts) * spec.n)
+    summary = GenerateSummary(prompts=len(prompts))
     batches = plan(prompts, spec)
-    host = socket.gethostname()
-    # The folder's lock is taken before planning: a second writer stops here, before it
-    # loads a model or repeats the first one's work.
-    with store.writer(folder, flush_seconds=flush_seconds) as w:
-        missing = set(store.missing([r.key for b in batches for r in b], kind="generation"))
-        new_prompts = store.missing([p.key for p in prompts], kind="prompt")
-        summary.present = summary.requested - len(missing)
-        todo = [b for b in batches if any(r.key in missing for r in b)]
+    todo = [0]
+
+    def add_prompts(w: Writer) -> None:
+        new_prompts = set(store.missing([p.key for p in prompts], kind="prompt"))
         if new_prompts:
-            wanted = set(new_prompts)
-            w.add_batch([p for p in prompts if p.key in wanted])
-        if not todo:
-            summary.seconds = time.monotonic() - start
-            return summary
-        backend = backend_factory()
+            w.add_batch([p for p in prompts if p.key in new_prompts])
+
+    def started(n: int) -> None:
+        todo[0] = n
         if progress is not None:
-            progress(0, len(missing), 0)
-        for batch in todo:
-            t0 = time.monotonic()
-            samples = backend.sample(
-                [SampleRequest(r.prompt.text, spec.sampling, r.seed) for r in batch]
-            )
-            dt = time.monotonic() - t0
-            summary.model_seconds += dt
-            summary.batches_run += 1
-            recs = []
-            for r, s in zip(batch, samples, strict=True):
-                if r.key not in missing:
-                    summary.extra_samples += 1
-                    continue
-                recs.append(Generation(
-                    prompt_id=r.prompt.id, task=r.prompt.task, model=spec.model,
-                    model_digest=spec.model_digest, backend=spec.backend,
-                    sampling=spec.sampling, sample_index=r.sample_index, seed=r.seed,
-                    round=spec.round, text=s.text, n_tokens=s.n_tokens,
-                    finish_reason=s.finish_reason,
-                    prov=Provenance(time=time.time(), host=host, duration_s=dt / len(batch)),
-                ))
-                summary.tokens += s.n_tokens
-                summary.finish[s.finish_reason] = summary.finish.get(s.finish_reason, 0) + 1
-            w.add_batch(recs)
-            summary.generated += len(recs)
-            if progress is not None:
-                progress(summary.generated, len(missing), summary.tokens)
+            progress(0, n, 0)
+
+    def written(recs: list[Record]) -> None:
+        for g in recs:
+            assert isinstance(g, Generation)
+            summary.tokens += g.n_tokens
+            summary.finish[g.finish_reason] = summary.finish.get(g.finish_reason, 0) + 1
+        if progress is not None:
+            progress(summary.made, todo[0], summary.tokens)
+
+    how: Batches[Request, Sample] = Batches(
+        lambda backend, batch: backend.sample(
+            [SampleRequest(r.prompt.text, spec.sampling, r.seed) for r in batch]),
+        lambda r, s, prov: _record(spec, r.prompt, r.sample_index, r.seed, s, prov),
+        written)
+    run_batches(store, folder, "generation", batches, summary, backend_factory, how,
+                flush_seconds=flush_seconds, before=add_prompts, started=started)
     summary.seconds = time.monotonic() - start
     return summary
+
+
+def task_prompts(task: str, entry: TaskEntry) -> list[Prompt]:
+    """The prompt records of one task's table entry (split, offset, count, k-shot)."""
+    from gvstore.tasks.registry import get_task
+
+    t = get_task(task, entry.data)
+    t.check_split(entry.split)
+    items = t.items(entry.split)
+    stop = entry.offset + entry.prompts if entry.prompts is not None else None
+    items = items[entry.offset:stop]
+    if not items:
+        raise GvstoreError(f"no items of {task}/{entry.split} in that range")
+    return [t.prompt_record(it, entry.kshot) for it in items]
+
+
+def generate_task(
+    store: Store,
+    spec: ModelSpec,
+    task: str,
+    entry: TaskEntry,
+    sample: SampleParams,
+    *,
+    seed: int,
+    round_: int | None,
+    models_dir: Path,
+    folder: str,
+    progress: Progress | None = None,
+) -> GenerateSummary:
+    """Generate one model's missing samples of one task. The model's weights are resolved
+    (and digested) now; the model loads only if some sample is missing."""
+    from gvstore.backends import get_backend
+    from gvstore.models import resolve
+
+    prompt_recs = task_prompts(task, entry)
+    gspec = GenerateSpec(
+        model=spec.name, model_digest=resolve(spec, models_dir).digest, backend=sample.backend,
+        sampling=sample.sampling(), n=sample.n, seed=seed,
+        round=spec.round if round_ is None else round_, batch_size=sample.batch_size,
+    )
+    gspec.check()
+
+    def factory() -> Backend:
+        return get_backend(sample.backend, spec, batch_size=sample.batch_size,
+                           models_dir=models_dir)
+
+    summary = run(store, folder, prompt_recs, gspec, announced(factory, progress),
+                  progress=ticks(progress))
+    return finished(summary, progress)

@@ -17,21 +17,24 @@ where the prompts and settings are the same (same keys), so it costs nothing the
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gvstore.errors import GvstoreError
 from gvstore.params import GROUND_TRUTH, SELF, Params
-from gvstore.records import Sampling, seal
+from gvstore.records import seal
 
 if TYPE_CHECKING:
     from gvstore.analysis.export import ExportReport
     from gvstore.analysis.rounds import RoundRef, RoundsReport
     from gvstore.analysis.specs import Spec
-    from gvstore.finetune import FinetuneResult, Hyperparams
     from gvstore.models import ModelSpec
+    from gvstore.steps.base import Progress
+    from gvstore.steps.finetune.config import Hyperparams
+    from gvstore.steps.finetune.step import FinetuneResult
     from gvstore.steps.generate import GenerateSummary
     from gvstore.steps.grade import GradeSummary
     from gvstore.steps.verify import VerifySummary
@@ -48,7 +51,7 @@ def folder(model: str, step: str) -> str:
 def round_model(params: Params, name: str) -> ModelSpec:
     """A model of the rounds or a fixed verifier: from the model table, or a trained round's
     folder (which must exist: its finetune stage makes it)."""
-    from gvstore.finetune import spec_from_folder
+    from gvstore.models import spec_from_folder
 
     r = params.rounds
     if name in params.models:
@@ -116,9 +119,10 @@ def _ensure(store: Store, name: str) -> None:
     (store.root / name).mkdir(parents=True, exist_ok=True)
 
 
-def generate(params: Params, model: str, *, quiet: bool = False) -> GenerateSummary:
+def generate(params: Params, model: str, *, progress: Progress | None = None
+             ) -> GenerateSummary:
     """Round ``model``'s samples of the rounds' prompts (only the missing ones)."""
-    from gvstore.cli.model import generate_task
+    from gvstore.steps.generate import generate_task
 
     r = params.rounds
     store = _store(params)
@@ -126,7 +130,7 @@ def generate(params: Params, model: str, *, quiet: bool = False) -> GenerateSumm
     summary = generate_task(
         store, round_model(params, model), r.task, params.rounds_prompts(), params.sample,
         seed=params.base.seed, round_=r.round_of(model), models_dir=Path(params.base.models_dir),
-        folder=out, quiet=quiet)
+        folder=out, progress=progress)
     _ensure(store, out)
     return summary
 
@@ -144,13 +148,15 @@ def grade(params: Params, model: str) -> GradeSummary:
     return summary
 
 
-def verify(params: Params, model: str, *, quiet: bool = False) -> list[VerifySummary]:
+def verify(params: Params, model: str, *,
+           progress: Callable[[str, str], AbstractContextManager[Progress]] | None = None
+           ) -> list[VerifySummary]:
     """The rounds' verifier on round ``model``'s samples, for each method of the filter (none
-    for the ground truth)."""
+    for the ground truth). ``progress(method, verifier)`` opens each method's progress."""
     from gvstore.analysis.specs import methods_of
-    from gvstore.cli.verify import verify_task
+    from gvstore.steps.verify import verify_with_params
 
-    r, v = params.rounds, params.verify
+    r = params.rounds
     store = _store(params)
     _ensure(store, folder(model, "verify"))
     name = verifier_name(params, model)
@@ -161,14 +167,11 @@ def verify(params: Params, model: str, *, quiet: bool = False) -> list[VerifySum
     prompts = prompt_set(params)
     out = []
     for method in methods_of(spec):
-        out.append(verify_task(
-            store, verifier, method, r.task,
-            sampling=Sampling(temperature=v.temperature, max_tokens=v.max_tokens),
-            repeats=1 if method == "mc" else v.repeats, rounds=v.tournament_rounds,
-            seed=params.base.seed, backend=v.backend, batch_size=v.batch_size,
-            models_dir=Path(params.base.models_dir), folder=f"{folder(model, 'verify')}/{method}",
-            generator=model, round_=r.round_of(model), prompt_ids=prompts.prompt_ids,
-            quiet=quiet))
+        with progress(method, verifier.name) if progress else nullcontext() as bar:
+            out.append(verify_with_params(
+                params, store, verifier, method, r.task,
+                folder=f"{folder(model, 'verify')}/{method}", progress=bar, generator=model,
+                round_=r.round_of(model), prompt_ids=prompts.prompt_ids))
     return out
 
 
@@ -207,7 +210,7 @@ def training_set(params: Params, model: str) -> ExportReport:
 def hparams(params: Params, cuda: bool | None = None) -> Hyperparams:
     """The rounds' training settings: the preset, ``rounds.hyperparameters`` over it, and the
     study's seed unless the hyperparameters name one."""
-    from gvstore.finetune import build_hparams
+    from gvstore.steps.finetune.config import build_hparams
 
     r = params.rounds
     values: dict[str, Any] = {"seed": params.base.seed, **r.hyperparameters}
@@ -216,7 +219,7 @@ def hparams(params: Params, cuda: bool | None = None) -> Hyperparams:
 
 def finetune(params: Params, model: str, *, verbose: bool = False) -> FinetuneResult:
     """Train ``model`` from its parent on its training set (or find it up to date)."""
-    from gvstore.finetune import finetune as run
+    from gvstore.steps.finetune.step import finetune as run
 
     r = params.rounds
     parent = round_model(params, r.parent_of(model))

@@ -19,18 +19,33 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gvstore.backends.base import Backend, SampleRequest
 from gvstore.digest import seed as derive_seed
 from gvstore.errors import GvstoreError
 from gvstore.records import Generation, Prompt, Record, Sampling, Verification, record_key
-from gvstore.steps.base import Batches, ProgressCallback, StepSummary, cut, run_batches
+from gvstore.steps.base import (
+    Batches,
+    Progress,
+    ProgressCallback,
+    StepSummary,
+    announced,
+    cut,
+    finished,
+    run_batches,
+    ticks,
+)
 from gvstore.store import Store
 from gvstore.verifiers import mc
 from gvstore.verifiers.common import problem_text, solution_text
-from gvstore.verifiers.mc import mc_answers
 from gvstore.verifiers.registry import get_method
 from gvstore.verifiers.templates import Template, get_template
+
+if TYPE_CHECKING:
+    from gvstore.models import ModelSpec
+    from gvstore.params import Params
 
 DEFAULT_SAMPLING = Sampling(temperature=0.7, top_p=1.0, max_tokens=128)
 
@@ -63,7 +78,7 @@ class VerifySpec:
         if self.repeats < 1:
             raise GvstoreError(f"repeats (verifications per generation) must be >= 1, "
                                f"got {self.repeats}")
-        if self.method == "mc" and self.repeats != 1:
+        if get_method(self.method).deterministic and self.repeats != 1:
             raise GvstoreError(
                 "mc scores log-likelihoods, which are deterministic: a repeat would give the "
                 f"same score again. Use repeats 1 for mc (got {self.repeats}); repeats measure "
@@ -197,7 +212,7 @@ def _record(spec: VerifySpec, gen: Generation, tpl: Template, i: int, seed: int,
     return Verification(
         generation_id=gen.id, verifier=spec.verifier, verifier_digest=spec.verifier_digest,
         method=spec.method, template=tpl.digest, backend=spec.backend,
-        sampling=None if spec.method == "mc" else spec.sampling,
+        sampling=None if get_method(spec.method).deterministic else spec.sampling,
         sample_index=i, seed=seed, **outputs,  # type: ignore[arg-type]
     )
 
@@ -214,7 +229,7 @@ def plan(selection: Selection, spec: VerifySpec) -> list[list[Request]]:
             row = []
             for g in gens:
                 tpl = get_template(spec.method, g.task, spec.verifier_kind)
-                seed = 0 if spec.method == "mc" else derive_seed(
+                seed = 0 if get_method(spec.method).deterministic else derive_seed(
                     spec.seed, g.id, spec.method, i)
                 text = tpl.render(problem=problem_text(selection.prompts[g.prompt_id]),
                                   solution=solution_text(g))
@@ -226,9 +241,10 @@ def plan(selection: Selection, spec: VerifySpec) -> list[list[Request]]:
 
 def _call(backend: Backend, spec: VerifySpec,
           batch: Sequence[Request]) -> list[dict[str, object]]:
-    """The output fields of each request of one batch."""
-    if spec.method == "mc":
-        answers = mc_answers(spec.verifier_kind)
+    """The output fields of each request of one batch (by the method's call kind)."""
+    method = get_method(spec.method)
+    if method.call == "loglik":
+        answers = method.loglik_answers(spec.verifier_kind)
         reqs = [lr for r in batch for lr in mc.requests(r.text, answers)]
         ll = backend.loglik(reqs)
         out: list[dict[str, object]] = []
@@ -240,7 +256,7 @@ def _call(backend: Backend, spec: VerifySpec,
     samples = backend.sample([SampleRequest(r.text, spec.sampling, r.seed) for r in batch])
     out = []
     for s in samples:
-        score, status = get_method(spec.method).verdict(s.text)
+        score, status = method.verdict(s.text)
         out.append({"raw": s.text, "score": score, "parse_status": status})
     return out
 
@@ -257,7 +273,7 @@ def run(
 ) -> VerifySummary:
     """Verify what is missing with ``spec.method``. ``backend_factory`` is called only if
     anything is."""
-    if spec.method == "tournament":
+    if get_method(spec.method).call == "pairwise":
         from gvstore.steps import tournament
 
         return tournament.run(store, folder, selection, spec, backend_factory,
@@ -303,3 +319,67 @@ def _tally(store: Store, summary: VerifySummary, keys: set[str],
     for rec in recs.values():
         summary.statuses[rec.parse_status] = summary.statuses.get(rec.parse_status, 0) + 1
     summary.histogram = get_method(summary.method).histogram(r.score for r in recs.values())
+
+
+def verify_task(
+    store: Store,
+    verifier: ModelSpec,
+    method: str,
+    task: str,
+    *,
+    sampling: Sampling,
+    repeats: int,
+    rounds: int,
+    seed: int,
+    backend: str,
+    batch_size: int,
+    models_dir: Path,
+    folder: str,
+    generator: str | None = None,
+    round_: int | None = None,
+    prompt_ids: Collection[str] | None = None,
+    progress: Progress | None = None,
+) -> VerifySummary:
+    """Verify one task's stored generations with one verifier and method. The verifier's
+    weights are resolved (and digested) now; the model loads only if some verification is
+    missing."""
+    from gvstore.backends import get_backend
+    from gvstore.models import resolve
+
+    vspec = VerifySpec(
+        method=method, verifier=verifier.name,
+        verifier_digest=resolve(verifier, models_dir).digest, backend=backend,
+        verifier_kind=verifier.kind, sampling=sampling, repeats=repeats, rounds=rounds,
+        seed=seed, batch_size=batch_size,
+    )
+    vspec.check()
+    selection = select(store, task, generator, round_, prompt_ids)
+    if not selection.generations:
+        raise GvstoreError(f"no generations of task {task!r} in {store.root}"
+                           + (f" by {generator!r}" if generator else "")
+                           + (f" in round {round_}" if round_ is not None else "")
+                           + "; run `gvstore generate` first")
+
+    def factory() -> Backend:
+        return get_backend(backend, verifier, batch_size=batch_size, models_dir=models_dir)
+
+    summary = run(store, folder, selection, vspec, announced(factory, progress),
+                  progress=ticks(progress))
+    return finished(summary, progress)
+
+
+def verify_with_params(params: Params, store: Store, verifier: ModelSpec, method: str,
+                       task: str, *, folder: str, progress: Progress | None = None,
+                       generator: str | None = None, round_: int | None = None,
+                       prompt_ids: Collection[str] | None = None) -> VerifySummary:
+    """``verify_task`` with the ``verify`` section and base seed of a params file. ``mc``
+    always makes one verification per generation (its scores are deterministic), so
+    ``verify.repeats`` applies to the sampled methods only."""
+    v = params.verify
+    return verify_task(
+        store, verifier, method, task,
+        sampling=Sampling(temperature=v.temperature, max_tokens=v.max_tokens),
+        repeats=1 if get_method(method).deterministic else v.repeats,
+        rounds=v.tournament_rounds, seed=params.base.seed, backend=v.backend,
+        batch_size=v.batch_size, models_dir=Path(params.base.models_dir), folder=folder,
+        generator=generator, round_=round_, prompt_ids=prompt_ids, progress=progress)
