@@ -192,7 +192,7 @@ def _folder_with_manifest(tmp_path: Path, name: str) -> Path:
 def test_manifest_name_is_checked(tmp_path: Path) -> None:
     """finetune's default output name comes from a folder manifest's name: a tampered one
     must not send the new model (and its rmtree) outside models_dir."""
-    from gvstore.finetune import spec_from_folder
+    from gvstore.models import spec_from_folder
 
     folder = _folder_with_manifest(tmp_path, "../../victim")
     with pytest.raises(GvstoreError, match=r"model name '../../victim' in .*gvstore-model.json"):
@@ -214,7 +214,7 @@ def test_finetune_cli_refuses_a_manifest_name(tmp_path: Path) -> None:
 
 
 def test_finetune_refuses_names_before_training(tmp_path: Path) -> None:
-    from gvstore.finetune import finetune
+    from gvstore.steps.finetune.step import finetune
 
     parent = ModelSpec(name="../../victim", source="local", path=str(tmp_path))
     with pytest.raises(GvstoreError, match="model name '../../victim-r1'"):
