@@ -35,7 +35,7 @@ def test_report_with_a_method_that_never_parsed(tmp_path: Path) -> None:
                                       verifier="v")))
     params = load(_params(tmp_path))
     out = tmp_path / "reports"
-    metrics = build(store, params, out)
+    metrics = build(store, params, out).metrics
     gap = metrics["gap"]["arith"]["g"]["v"]["round0"]
     assert gap["cot_score:tau=8"]["empty_prompts"] == 12  # nothing kept: falls back to base
     assert gap["cot_score:tau=8"]["gap"] == 0.0

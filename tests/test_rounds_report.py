@@ -24,21 +24,21 @@ import math
 from pathlib import Path
 
 import pytest
+from helpers import StoreBuilder
 
+from gvstore.analysis.plots import rounds_figure
 from gvstore.analysis.rounds import (
     RoundRef,
     RoundsReport,
     diversity_verdict,
     infer_chain,
     round_report,
-    rounds_figure,
     write_series,
 )
 from gvstore.analysis.specs import parse
 from gvstore.errors import GvstoreError
-from gvstore.records import Generation, Grade, Prompt, Record, Verification, seal
+from gvstore.records import Generation
 from gvstore.replay import PROJECTION_VERSION, Projections
-from gvstore.store import Store
 
 Sample = tuple[float, float, str | None]
 TASK = "arith"
@@ -47,74 +47,35 @@ EFF_2_1 = 1.8898815748423097  # exp(-(2/3 ln 2/3 + 1/3 ln 1/3)): answers 4, 4, 5
 EFF_3_1 = 1.7547653506033232  # exp(-(3/4 ln 3/4 + 1/4 ln 1/4)): answers 4, 4, 4, 5
 
 
-class Builder:
-    """Hand-made prompts, generations with grades (strict, flexible, extracted), verdicts."""
-
-    def __init__(self, root: Path) -> None:
-        self.store = Store(root)
-        self.recs: list[Record] = []
-        self.prompts: dict[str, Prompt] = {}
-
-    def prompt(self, name: str, split: str = "test") -> Prompt:
-        if name not in self.prompts:
-            p = seal(Prompt(task=TASK, split=split, item_id=name, text=f"question {name}",
-                            reference="4"))
-            self.prompts[name] = p
-            self.recs.append(p)
-        return self.prompts[name]
-
-    def gens(self, name: str, model: str, rnd: int, samples: list[Sample | None],
-             version: str = "1") -> list[Generation]:
-        p = self.prompt(name)
-        out = []
-        for i, s in enumerate(samples):
-            g = seal(Generation(prompt_id=p.id, task=TASK, model=model, sample_index=i,
-                                seed=i, round=rnd, text=f"answer {name}/{model}/{i}"))
-            self.recs.append(g)
-            if s is not None:
-                self.grade(g, s, version)
-            out.append(g)
-        return out
-
-    def grade(self, g: Generation, s: Sample, version: str = "1") -> None:
-        self.recs.append(seal(Grade(generation_id=g.id, grader=TASK, grader_version=version,
-                                    strict=s[0], flexible=s[1], extracted=s[2])))
-
-    def verdicts(self, gens: list[Generation], verifier: str, scores: list[float],
-                 method: str = "cot_binary") -> None:
-        for g, s in zip(gens, scores, strict=True):
-            self.recs.append(seal(Verification(generation_id=g.id, verifier=verifier,
-                                               method=method, score=s)))
-
-    def projections(self) -> Projections:
-        with self.store.writer("t") as w:
-            w.extend(self.recs)
-        self.recs = []
-        return Projections(self.store)
+def gens(b: StoreBuilder, name: str, model: str, rnd: int, samples: list[Sample | None],
+         version: str = "1") -> list[Generation]:
+    """Generations of prompt ``name`` (reference "4"), each graded (strict, flexible,
+    extracted) unless None."""
+    return b.gens(b.prompt(name, reference="4"), samples, model=model, rnd=rnd, version=version)
 
 
 @pytest.fixture
 def chain(tmp_path: Path) -> Projections:
     """The three-round store of the module doc."""
-    b = Builder(tmp_path / "s")
-    g = b.gens("p1", "m-r0", 0, [(1, 1, "4"), (0, 1, "4"), (0, 0, "5"), (0, 0, None)])
-    b.verdicts(g, "m-r0", [1, 0, 1, 0])
-    b.verdicts(g, "judge", [1, 1, 1, 1])
-    g = b.gens("p2", "m-r0", 0, [(0, 0, "7"), (0, 0, "8"), (0, 0, "9"), (0, 1, "10")])
-    b.verdicts(g, "m-r0", [0, 0, 0, 0])
-    b.verdicts(g, "judge", [1, 0, 0, 0])
-    g = b.gens("p3", "m-r0", 0, [(1, 1, "3")] * 4)
-    b.verdicts(g, "m-r0", [1, 1, 1, 1])
-    g = b.gens("p1", "m-r1", 1, [(1, 1, "4"), (1, 1, "4"), (0, 1, "4"), (0, 0, " 5 "), None])
-    b.verdicts(g[:4], "m-r1", [1, 1, 0, 1])
-    b.verdicts(g[:4], "judge", [1, 0, 0, 0])
-    g = b.gens("p2", "m-r1", 1, [(1, 1, "12"), (0, 0, "12"), (0, 0, ""), (0, 0, None)])
-    b.verdicts(g, "m-r1", [1, 0, 0, 0])
-    b.verdicts(g, "judge", [0, 0, 0, 0])
-    b.gens("p1", "m-r2", 2, [(1, 1, "4")] * 4)
-    g = b.gens("p2", "m-r2", 2, [(1, 1, "12"), (1, 1, "12"), (0, 1, "12"), (0, 0, "12")],
-               version="2")
-    b.grade(g[0], (0, 0, "99"), version="1")  # older: replaced by the version-2 grade
+    b = StoreBuilder(tmp_path / "s", TASK)
+    g = gens(b, "p1", "m-r0", 0, [(1, 1, "4"), (0, 1, "4"), (0, 0, "5"), (0, 0, None)])
+    b.scores(g, "cot_binary", [1, 0, 1, 0], verifier="m-r0")
+    b.scores(g, "cot_binary", [1, 1, 1, 1], verifier="judge")
+    g = gens(b, "p2", "m-r0", 0, [(0, 0, "7"), (0, 0, "8"), (0, 0, "9"), (0, 1, "10")])
+    b.scores(g, "cot_binary", [0, 0, 0, 0], verifier="m-r0")
+    b.scores(g, "cot_binary", [1, 0, 0, 0], verifier="judge")
+    g = gens(b, "p3", "m-r0", 0, [(1, 1, "3")] * 4)
+    b.scores(g, "cot_binary", [1, 1, 1, 1], verifier="m-r0")
+    g = gens(b, "p1", "m-r1", 1, [(1, 1, "4"), (1, 1, "4"), (0, 1, "4"), (0, 0, " 5 "), None])
+    b.scores(g[:4], "cot_binary", [1, 1, 0, 1], verifier="m-r1")
+    b.scores(g[:4], "cot_binary", [1, 0, 0, 0], verifier="judge")
+    g = gens(b, "p2", "m-r1", 1, [(1, 1, "12"), (0, 0, "12"), (0, 0, ""), (0, 0, None)])
+    b.scores(g, "cot_binary", [1, 0, 0, 0], verifier="m-r1")
+    b.scores(g, "cot_binary", [0, 0, 0, 0], verifier="judge")
+    gens(b, "p1", "m-r2", 2, [(1, 1, "4")] * 4)
+    g = gens(b, "p2", "m-r2", 2, [(1, 1, "12"), (1, 1, "12"), (0, 1, "12"), (0, 0, "12")],
+             version="2")
+    b.grade(g[0], 0, 0, "99", version="1")  # older: replaced by the version-2 grade
     return b.projections()
 
 
@@ -254,9 +215,9 @@ def test_answer_diversity(chain: Projections) -> None:
 
 
 def test_prompt_with_no_answer_counts_zero(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
-    b.gens("p1", "m", 0, [(0, 0, None), (0, 0, " ")])
-    b.gens("p2", "m", 0, [(1, 1, "4"), (1, 1, "5")])
+    b = StoreBuilder(tmp_path / "s", TASK)
+    gens(b, "p1", "m", 0, [(0, 0, None), (0, 0, " ")])
+    gens(b, "p2", "m", 0, [(1, 1, "4"), (1, 1, "5")])
     row = round_report(b.projections(), TASK, [RoundRef(0, "m", None)], spec=None).rows[0]
     # p1: no answer: distinct 0, effective 0; p2: 2 distinct, exp(ln 2) = 2
     assert (row.distinct_answers, row.effective_answers) == pytest.approx((1.0, 1.0))
@@ -312,10 +273,10 @@ def test_missing_round_and_empty_chain(chain: Projections) -> None:
 
 
 def test_no_common_prompt_and_ungraded_round(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
-    b.gens("p1", "a", 0, [(1, 1, "4")] * 4)
-    b.gens("p2", "b", 1, [(1, 1, "4")] * 4)
-    b.gens("p1", "c", 2, [None] * 4)
+    b = StoreBuilder(tmp_path / "s", TASK)
+    gens(b, "p1", "a", 0, [(1, 1, "4")] * 4)
+    gens(b, "p2", "b", 1, [(1, 1, "4")] * 4)
+    gens(b, "p1", "c", 2, [None] * 4)
     proj = b.projections()
     with pytest.raises(GvstoreError) as exc:
         round_report(proj, TASK, [RoundRef(0, "a", None), RoundRef(1, "b", None)], spec=None)
@@ -327,11 +288,10 @@ def test_no_common_prompt_and_ungraded_round(tmp_path: Path) -> None:
 
 
 def test_two_graders_need_a_grader(tmp_path: Path) -> None:
-    b = Builder(tmp_path / "s")
-    g = b.gens("p1", "m", 0, [(1, 1, "4"), (0, 0, "5")])
+    b = StoreBuilder(tmp_path / "s", TASK)
+    g = gens(b, "p1", "m", 0, [(1, 1, "4"), (0, 0, "5")])
     for gen in g:
-        b.recs.append(seal(Grade(generation_id=gen.id, grader="other", strict=1.0,
-                                 flexible=1.0, extracted="4")))
+        b.grade(gen, 1.0, 1.0, "4", grader="other")
     proj = b.projections()
     ref = [RoundRef(0, "m", None)]
     with pytest.raises(GvstoreError, match="several graders"):

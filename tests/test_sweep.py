@@ -5,20 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_gap import Builder
+from helpers import StoreBuilder
 
-from gvstore.analysis.cross import cross_matrices, plot_cross
+from gvstore.analysis.cross import cross_matrices
 from gvstore.analysis.frames import Dataset
 from gvstore.analysis.gap import gap_table
+from gvstore.analysis.plots import cross_figure, sweep_figure
 from gvstore.analysis.specs import parse, parse_template
-from gvstore.analysis.sweep import plot_sweep, select, sweep
+from gvstore.analysis.sweep import select, sweep
 from gvstore.errors import GvstoreError
 from gvstore.replay import Projections
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Projections:
-    b = Builder(tmp_path / "s")
+    b = StoreBuilder(tmp_path / "s")
     for i in range(12):
         p = b.prompt(f"p{i}")
         utils = [1 if (i + j) % 3 == 0 else 0 for j in range(4)]
@@ -91,9 +92,9 @@ def test_cross_matrix_and_plots(store: Projections, tmp_path: Path) -> None:
     assert m.value("g2", "w") == 0.0  # a flat verifier (all 0.5 >= 0.5) keeps everything
     assert m.value("g", "v") == pytest.approx(
         gap_table(Dataset(store), [parse("mc:tau=0.5")], resamples=0)[0].gap)
-    png = plot_cross(mats, tmp_path / "cross.png")
+    png = cross_figure(mats, tmp_path / "cross.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     res = sweep(Dataset(store), parse_template("mc:quantile"), [0.0, 0.5], resamples=20)
-    png = plot_sweep(res, tmp_path / "sub" / "sweep.png")
+    png = sweep_figure(res, tmp_path / "sub" / "sweep.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.rglob("*.part"))

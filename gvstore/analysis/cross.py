@@ -7,9 +7,7 @@ missing (None), not zero.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from gvstore.analysis.frames import Dataset
 from gvstore.analysis.gap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, GapResult, gap_table
@@ -59,39 +57,3 @@ def cross_matrices(
         m.verifiers = sorted({v for _, v in m.cells})
     return [out[k] for k in sorted(out)]
 
-
-def plot_cross(matrices: Sequence[CrossMatrix], path: Path, metric: str = "gap") -> Path:
-    """A PNG heatmap per matrix (side by side), each cell annotated with its value."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from gvstore.analysis.plots import text_as_text
-
-    text_as_text()
-    import numpy as np
-
-    from gvstore.analysis.sweep import save_figure
-
-    n = max(len(matrices), 1)
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n + 1, 4.2), squeeze=False)
-    for ax, m in zip(axes[0], matrices, strict=False):
-        grid = np.array([[np.nan if (v := m.value(g, ver, metric)) is None else v
-                          for ver in m.verifiers] for g in m.generators], dtype=float)
-        top = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
-        im = ax.imshow(grid, cmap="RdBu", vmin=-top or -1, vmax=top or 1)
-        ax.set_xticks(range(len(m.verifiers)), m.verifiers, rotation=45, ha="right")
-        ax.set_yticks(range(len(m.generators)), m.generators)
-        ax.set_xlabel("verifier")
-        ax.set_ylabel("generator")
-        ax.set_title(f"{metric}: {m.spec}\n{m.task} (round {m.round})", fontsize=9)
-        for i in range(grid.shape[0]):
-            for j in range(grid.shape[1]):
-                if np.isfinite(grid[i, j]):
-                    dark = abs(grid[i, j]) > 0.6 * top
-                    ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8,
-                            color="white" if dark else "black")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    return save_figure(fig, path)

@@ -125,21 +125,7 @@ def base_frame(
 
     ``utility=None`` skips the grades (all null): for work that must not see ground truth.
     """
-    ds = Dataset(proj, utility=utility, filters=filters, grader=grader)
-    parts = [
-        pl.DataFrame({
-            "gen": a["gen"], "prompt": a["prompt"], "task": task, "model": model,
-            "round": pl.Series([rnd] * a["gen"].size, dtype=pl.Int32),
-            "sample_index": a["sample_index"],
-            "utility": pl.Series(a["utility"], dtype=pl.Float64).fill_nan(None),
-        })
-        for (task, model, rnd), a in ds.slices()
-    ]
-    if not parts:
-        return pl.DataFrame(schema={
-            "gen": pl.UInt64, "prompt": pl.UInt64, "task": pl.String, "model": pl.String,
-            "round": pl.Int32, "sample_index": pl.Int32, "utility": pl.Float64})
-    return pl.concat(parts)
+    return Dataset(proj, utility=utility, filters=filters, grader=grader).base_frame()
 
 
 def score_frame(
@@ -332,6 +318,23 @@ class Dataset:
                 for k, v in parts.items()
             )
         return self._slices
+
+    def base_frame(self) -> pl.DataFrame:
+        """The ``base_frame`` of this dataset (its slices, cached, as one frame)."""
+        parts = [
+            pl.DataFrame({
+                "gen": a["gen"], "prompt": a["prompt"], "task": task, "model": model,
+                "round": pl.Series([rnd] * a["gen"].size, dtype=pl.Int32),
+                "sample_index": a["sample_index"],
+                "utility": pl.Series(a["utility"], dtype=pl.Float64).fill_nan(None),
+            })
+            for (task, model, rnd), a in self.slices()
+        ]
+        if not parts:
+            return pl.DataFrame(schema={
+                "gen": pl.UInt64, "prompt": pl.UInt64, "task": pl.String, "model": pl.String,
+                "round": pl.Int32, "sample_index": pl.Int32, "utility": pl.Float64})
+        return pl.concat(parts)
 
     def verifications(self, method: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per verifier: (generation handles, scores with NaN for null) of one method."""

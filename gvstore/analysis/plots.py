@@ -1,22 +1,31 @@
-"""Small matplotlib helpers that write PNGs: pass@k curves, histograms, scatters, heatmaps.
+"""Every figure of gvstore: the analyses return data, this module draws it as PNGs.
+
+pass@k curves, histograms, scatters and heatmaps (the metric commands), the sweep of a rule's
+value (``sweep_figure``), the cross-verification heatmaps (``cross_figure``) and the rounds of
+self-improvement (``rounds_figure``, the paper's figure 4).
 
 matplotlib is imported inside each function (``import gvstore`` stays light) and used through
 ``Figure`` and the Agg canvas directly, never ``pyplot``: no global state, no display needed.
-Every PNG is written to a temporary name beside the target and renamed, so a reader never
-sees half a file.
+Every figure first calls ``text_as_text`` (names from the data are never read as mathtext).
+Every PNG is written through ``gvstore.io.atomic_path``, so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gvstore.io import atomic_path
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from gvstore.analysis.cross import CrossMatrix
+    from gvstore.analysis.rounds import RoundRow, RoundsReport
+    from gvstore.analysis.sweep import SweepResult
 
 Curve = tuple[str, Sequence[float], Sequence[float]]
 """A labelled line or point set: (label, xs, ys)."""
@@ -45,19 +54,28 @@ def _figure(width: float = 6.0, height: float = 4.0, rows: int = 1,
     return fig, [ax for row in axes for ax in row]
 
 
-def save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG at ``path`` atomically (temporary name, then rename)."""
+def _grid(width: float, height: float, rows: int, cols: int) -> tuple[Figure, list[Axes]]:
+    """A figure of matplotlib's default dpi and layout (the sweep and cross figures; laid out
+    with ``tight_layout`` and saved at 120 dpi)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    text_as_text()
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def save(fig: Figure, path: Path, dpi: float | None = None) -> Path:
+    """Write ``fig`` as a PNG at ``path`` atomically (``dpi``: the figure's own if None)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     FigureCanvasAgg(fig)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
     return path
 
 
@@ -174,3 +192,137 @@ def heatmap(path: Path, matrix: Sequence[Sequence[float | None]], row_labels: Se
     fig.colorbar(im, ax=ax)
     ax.set_title(title)
     return save(fig, path)
+
+
+# --- sweeps and cross-verification ---------------------------------------------------------
+
+
+def sweep_figure(results: Sequence[SweepResult], path: Path) -> Path:
+    """Gap and relative gap (with their intervals) against the swept value, one line per
+    group."""
+    fig, axes = _grid(11, 4.2, 1, 2)
+    many_tasks = len({q.task for q in results}) > 1
+    for r in results:
+        x = [pt.value for pt in r.points]
+        label = f"{r.generator} / {r.verifier}" + (f" ({r.task})" if many_tasks else "")
+        for ax, key in zip(axes, ("gap", "rel_gap"), strict=True):
+            y = [getattr(pt, key) for pt in r.points]
+            lo = [getattr(pt, key + "_lo") for pt in r.points]
+            hi = [getattr(pt, key + "_hi") for pt in r.points]
+            (line,) = ax.plot(x, y, marker="." if len(x) < 40 else None, label=label)
+            ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
+    template = results[0].template if results else ""
+    rule = results[0].rule if results else ""
+    for ax, name in zip(axes, ("gap", "relative gap"), strict=True):
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_xlabel(rule)
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} over {template}")
+        ax.grid(alpha=0.3)
+    if results:
+        axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path, dpi=120)
+
+
+def cross_figure(matrices: Sequence[CrossMatrix], path: Path, metric: str = "gap") -> Path:
+    """A heatmap per (task, round) matrix (side by side), each cell annotated with its value;
+    generators are rows, verifiers columns."""
+    import numpy as np
+
+    n = max(len(matrices), 1)
+    fig, axes = _grid(4.5 * n + 1, 4.2, 1, n)
+    for ax, m in zip(axes, matrices, strict=False):
+        grid = np.array([[np.nan if (v := m.value(g, ver, metric)) is None else v
+                          for ver in m.verifiers] for g in m.generators], dtype=float)
+        top = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
+        im = ax.imshow(grid, cmap="RdBu", vmin=-top or -1, vmax=top or 1)
+        ax.set_xticks(range(len(m.verifiers)), m.verifiers, rotation=45, ha="right")
+        ax.set_yticks(range(len(m.generators)), m.generators)
+        ax.set_xlabel("verifier")
+        ax.set_ylabel("generator")
+        ax.set_title(f"{metric}: {m.spec}\n{m.task} (round {m.round})", fontsize=9)
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                if np.isfinite(grid[i, j]):
+                    dark = abs(grid[i, j]) > 0.6 * top
+                    ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8,
+                            color="white" if dark else "black")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return save(fig, path, dpi=120)
+
+
+# --- rounds of self-improvement ------------------------------------------------------------
+
+
+def rounds_figure(report: RoundsReport, path: Path) -> Path:
+    """A 2x2 PNG: (a) accuracy strict and flexible, (b) gap and relative gap with their
+    intervals, (c) pass@k against k (log2) per round, (d) effective and distinct answers;
+    rounds on integer ticks."""
+    fig, (a, b, c, d) = _figure(10.0, 7.5, 2, 2)
+    rows = report.rows
+    xs = [r.round for r in rows]
+    a.plot(xs, [r.acc_strict for r in rows], marker="o", label="strict")
+    a.plot(xs, [r.acc_flexible for r in rows], marker="s", label="flexible")
+    _round_axes(a, "(a) accuracy", "accuracy")
+    _gap_panel(b, rows)
+    b.set_xlim(a.get_xlim())  # the panels over rounds span the same rounds
+    for r in rows:
+        ys = [r.pass_at_k[k] for k in report.ks]
+        c.plot(list(report.ks), [math.nan if y is None else y for y in ys],
+               marker="o", markersize=3, label=f"round {r.round} ({r.model})")
+    c.set_xscale("log", base=2)
+    c.set_xticks(list(report.ks), [str(k) for k in report.ks])
+    c.set_ylim(0.0, 1.02)
+    c.set_xlabel("k")
+    c.set_ylabel(f"pass@k ({report.utility})")
+    c.set_title("(c) pass@k")
+    c.grid(alpha=0.3)
+    c.legend(fontsize="small")
+    d.plot(xs, [r.effective_answers for r in rows], marker="o", label="effective (exp H)")
+    d.plot(xs, [r.distinct_answers for r in rows], marker="s", label="distinct")
+    _round_axes(d, f"(d) answers per prompt: diversity {report.diversity}", "answers")
+    d.set_xlim(a.get_xlim())
+    fig.suptitle(f"{report.task}: {len(rows)} rounds on {report.prompts} prompts"
+                 + (f", {report.spec}" if report.spec else ""))
+    return save(fig, path)
+
+
+def _round_axes(ax: Axes, title: str, ylabel: str) -> None:
+    """Round numbers as integer ticks, a grid, a legend."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("round")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+
+
+def _reach(value: float, bound: float | None) -> float:
+    """How far an interval bound lies from the value (0: no interval, e.g. no bootstrap)."""
+    return 0.0 if bound is None or math.isnan(bound) else abs(value - bound)
+
+
+def _gap_panel(ax: Axes, rows: Sequence[RoundRow]) -> None:
+    """Gap and relative gap per round with interval bars (dodged apart by a little so both
+    show); rounds without a gap are skipped."""
+    for name, marker, dodge in (("gap", "o", -0.04), ("rel_gap", "s", 0.04)):
+        pts = [(r.round + dodge, getattr(r, name), getattr(r, f"{name}_lo"),
+                getattr(r, f"{name}_hi"))
+               for r in rows if getattr(r, name) is not None]
+        if not pts:
+            continue
+        x, y, lo, hi = (list(v) for v in zip(*pts, strict=True))
+        err = [[_reach(yi, b) for yi, b in zip(y, lo, strict=True)],
+               [_reach(yi, b) for yi, b in zip(y, hi, strict=True)]]
+        ax.errorbar(x, y, yerr=err, marker=marker, capsize=3,
+                    label="relative gap" if name == "rel_gap" else "gap")
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    if not any(r.gap is not None for r in rows):
+        ax.text(0.5, 0.5, "no gap (no spec or verifier)", ha="center", va="center",
+                transform=ax.transAxes)
+    _round_axes(ax, "(b) generation-verification gap", "gap")

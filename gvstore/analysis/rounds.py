@@ -21,7 +21,8 @@ many it had before (``prompts_before``) and lost (``dropped``). Samples are the 
 generations of those prompts (newest grader version, as in ``frames.newest_grades``); ungraded
 ones are left out and counted. ``docs/metrics_extra.md`` ("Rounds") states every definition.
 
-The library prints nothing; ``write_series`` and ``rounds_figure`` write files atomically.
+The numbers of one round are ``round_rows.py``'s; the figure is ``plots.rounds_figure``. The
+library prints nothing; ``write_series`` writes its files atomically.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import math
-import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +38,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from gvstore.analysis.frames import UTILITIES, Dataset, Filters, Group, lookup, newest_grades
-from gvstore.analysis.gap import DEFAULT_RESAMPLES, Bootstrap, GapResult, Graded, summarise
-from gvstore.analysis.passk import check_ks, pass_at_k_matrix
+from gvstore.analysis.frames import UTILITIES, Dataset, Filters, newest_grades
+from gvstore.analysis.gap import DEFAULT_RESAMPLES
+from gvstore.analysis.passk import check_ks
+from gvstore.analysis.round_rows import GapContext, RoundRow, base_numbers, clean, round_gap
 from gvstore.analysis.specs import Spec, methods_of
-from gvstore.analysis.weights import Weigher
 from gvstore.errors import GvstoreError
+from gvstore.io import write_atomic
 from gvstore.replay import Projections
 
 SELF = "self"
@@ -53,10 +53,6 @@ SELF = "self"
 DIVERSITY_THRESHOLD = 0.05
 """The ``diversity`` verdict: a change of effective answers (first round to last) above this
 (in answers) is ``increasing``, below minus this ``decreasing``, else ``flat``."""
-
-DIGITS = 6
-"""``to_dict`` and the CSV files round floats to this many decimal places."""
-
 
 @dataclass(frozen=True)
 class RoundRef:
@@ -163,232 +159,16 @@ def _common_prompts(task: str, chain: Sequence[RoundRef],
     return np.array(sorted(common), dtype=np.uint64), counts
 
 
-# --- per-round numbers -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RoundRow:
-    """The numbers of one round on the common prompts (see the module doc and
-    ``docs/metrics_extra.md``). Gap fields are None where there is no gap (``note`` says
-    why); a mean over no value is None."""
-
-    round: int
-    model: str
-    verifier: str | None
-    prompts: int
-    """Prompts used: those common to every round of the chain."""
-    prompts_before: int
-    """Prompts with a graded generation in this round before the intersection."""
-    dropped: int
-    """prompts_before - prompts: this round's prompts that some other round lacks."""
-    samples: int
-    """Graded generations used (on the common prompts)."""
-    ungraded: int
-    """Generations of the common prompts with no grade: left out."""
-    n_min: int
-    n_max: int
-    """Fewest and most graded samples of one prompt."""
-    acc_strict: float
-    acc_flexible: float
-    """Mean over prompts of the mean strict (flexible) utility: J of DESIGN.md."""
-    format_gap: float
-    """acc_flexible - acc_strict."""
-    perfect: int
-    """Prompts whose every sample has utility 1 under ``utility`` (acc(x) = 1)."""
-    gap: float | None
-    gap_lo: float | None
-    gap_hi: float | None
-    rel_gap: float | None
-    rel_gap_lo: float | None
-    rel_gap_hi: float | None
-    acc_reweighted: float | None
-    """Mean over prompts of acc_w(x) under the spec (DESIGN.md)."""
-    empty_filter: int | None
-    """Prompts whose filter kept nothing (they keep acc(x))."""
-    verdict: str | None
-    """From the gap's interval: improvable, not improvable, worse (``gap.verdict``)."""
-    pass_at_k: dict[int, float | None]
-    """k -> mean over prompts with >= k graded samples of the unbiased pass@k; None if none."""
-    pass_at_k_excluded: dict[int, int]
-    """k -> prompts left out of pass@k for having fewer than k graded samples."""
-    distinct_answers: float
-    """Mean over prompts of the number of distinct extracted answers."""
-    effective_answers: float
-    """Mean over prompts of exp(H), H the entropy (nats) of the prompt's answer distribution."""
-    no_answer_rate: float
-    """Share of samples with no extracted answer (null or blank)."""
-    note: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: floats rounded to 6 places, NaN as None, pass@k keys as strings."""
-        return dict(_clean(dataclasses.asdict(self)))
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, DIGITS) if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _answers(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with ``answer``: the extracted answer stripped, null where null or blank."""
-    a = pl.col("extracted").str.strip_chars()
-    return frame.with_columns(answer=pl.when(a == "").then(None).otherwise(a))
-
-
-def _prompt_stats(frame: pl.DataFrame, utility: str) -> pl.DataFrame:
-    """One row per prompt (sorted): n, c (utility 1 under ``utility``), mean strict and
-    flexible, ``no_answer`` samples, ``distinct`` answers and ``effective`` = exp(entropy)
-    (0 for a prompt with no answer)."""
-    frame = _answers(frame)
-    per = frame.group_by("prompt").agg(
-        n=pl.len(),
-        c=(pl.col(utility) >= 1.0).sum(),
-        strict=pl.col("strict").mean(),
-        flexible=pl.col("flexible").mean(),
-        no_answer=pl.col("answer").null_count(),
-        distinct=pl.col("answer").drop_nulls().n_unique(),
-    )
-    counts = frame.filter(pl.col("answer").is_not_null()).group_by("prompt", "answer").len()
-    p = pl.col("len") / pl.col("len").sum().over("prompt")
-    entropy = counts.with_columns(h=-p * p.log()).group_by("prompt").agg(
-        effective=pl.col("h").sum().exp())
-    return (per.join(entropy, on="prompt", how="left")
-            .with_columns(pl.col("effective").fill_null(0.0)).sort("prompt"))
-
-
-def _mean(values: np.ndarray) -> float | None:
-    ok = values[~np.isnan(values)]
-    return float(ok.mean()) if ok.size else None
-
-
-def _passk(per: pl.DataFrame, ks: Sequence[int]) -> tuple[dict[int, float | None],
-                                                            dict[int, int]]:
-    """Mean over prompts of pass@k (prompts with fewer than k samples left out and counted)."""
-    m = pass_at_k_matrix(per["n"].to_numpy(), per["c"].to_numpy(), ks)
-    means = {k: _mean(m[:, j]) for j, k in enumerate(ks)}
-    excluded = {k: int(np.isnan(m[:, j]).sum()) for j, k in enumerate(ks)}
-    return means, excluded
-
-
-def _prompt_frame(prompts: np.ndarray) -> pl.DataFrame:
-    """A one-column frame of prompt handles, to semi-join on."""
-    return pl.DataFrame({"prompt": pl.Series(prompts, dtype=pl.UInt64)})
-
-
-def _base_numbers(frame: pl.DataFrame, common: np.ndarray, utility: str,
-                  ks: Sequence[int]) -> dict[str, Any]:
-    """The RoundRow fields that need no verifier, from one round's graded samples."""
-    mine = frame.join(_prompt_frame(common), on="prompt", how="semi")
-    graded = mine.filter(pl.col("strict").is_not_null())
-    per = _prompt_stats(graded, utility)
-    acc = per[utility].to_numpy()
-    means, excluded = _passk(per, ks)
-    n = per["n"].to_numpy()
-    return {
-        "prompts": per.height, "samples": graded.height,
-        "ungraded": mine.height - graded.height,
-        "n_min": int(n.min()), "n_max": int(n.max()),
-        "acc_strict": float(per["strict"].mean()),  # type: ignore[arg-type]
-        "acc_flexible": float(per["flexible"].mean()),  # type: ignore[arg-type]
-        "perfect": int((acc >= 1.0).sum()),
-        "pass_at_k": means, "pass_at_k_excluded": excluded,
-        "distinct_answers": float(per["distinct"].mean()),  # type: ignore[arg-type]
-        "effective_answers": float(per["effective"].mean()),  # type: ignore[arg-type]
-        "no_answer_rate": float(per["no_answer"].sum()) / graded.height,
-    }
-
-
-# --- the gap of a round ------------------------------------------------------------------
-
-_NO_GAP: dict[str, Any] = {
-    "gap": None, "gap_lo": None, "gap_hi": None, "rel_gap": None, "rel_gap_lo": None,
-    "rel_gap_hi": None, "acc_reweighted": None, "empty_filter": None, "verdict": None,
-}
-
-
-def _restrict(group: Group, prompts: np.ndarray) -> Group:
-    """The rows of ``group`` whose prompt is in ``prompts`` (handles), as a group of its own."""
-    keep_p = np.isin(group.prompts, prompts)
-    rows = keep_p[group.pidx]
-    pidx = (np.cumsum(keep_p) - 1)[group.pidx[rows]]
-    sizes = np.bincount(pidx, minlength=int(keep_p.sum()))
-    gen = group.gen[rows]
-    comps = group.comparisons
-    if comps is not None:
-        comps = comps.join(_prompt_frame(group.prompts[keep_p]), on="prompt", how="semi")
-    return dataclasses.replace(
-        group, gen=gen, prompt=group.prompt[rows], sample_index=group.sample_index[rows],
-        utility=group.utility[rows], pidx=pidx, prompts=group.prompts[keep_p],
-        starts=np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
-        gen_order=np.argsort(gen), scores={m: s[rows] for m, s in group.scores.items()},
-        comparisons=comps)
-
-
-def _has_method(ds: Dataset, group: Group, method: str) -> bool:
-    """Did the group's verifier verify any of its generations with ``method``?"""
-    if method == "tournament":
-        return group.comparisons is not None and group.comparisons.height > 0
-    got = ds.verifications(method).get(group.verifier)
-    return got is not None and lookup(group.gen, got[0], group.gen_order)[1].size > 0
-
-
-def _gap_numbers(result: GapResult) -> dict[str, Any]:
-    return {
-        "gap": result.gap, "gap_lo": result.gap_lo, "gap_hi": result.gap_hi,
-        "rel_gap": result.rel_gap, "rel_gap_lo": result.rel_gap_lo,
-        "rel_gap_hi": result.rel_gap_hi, "acc_reweighted": result.reweighted,
-        "empty_filter": result.empty_prompts,
-        "verdict": result.verdict if result.resamples else None,
-    }
-
-
-@dataclass
-class _GapContext:
-    """What every round's gap shares: the dataset, its groups, the spec, the bootstrap."""
-
-    task: str
-    spec: Spec
-    utility: str
-    common: np.ndarray
-    resamples: int
-    seed: int
-    ds: Dataset
-    groups: dict[tuple[str, str, int, str], Group]
-
-
 def _gap_context(proj: Projections, task: str, chain: Sequence[RoundRef], spec: Spec,
                  utility: str, common: np.ndarray, resamples: int, seed: int,
-                 grader: str | None) -> _GapContext:
+                 grader: str | None) -> GapContext:
+    """The dataset of the chain's generators, rounds and verifiers, and its groups."""
     verifiers = tuple(sorted({r.verifier for r in chain if r.verifier is not None}))
     ds = Dataset(proj, utility=utility, filters=Filters(
         tasks=(task,), generators=tuple(sorted({r.model for r in chain})),
         rounds=tuple(sorted({r.round for r in chain})), verifiers=verifiers), grader=grader)
     groups = {g.key: g for g in ds.groups(methods_of(spec))}
-    return _GapContext(task, spec, utility, common, resamples, seed, ds, groups)
-
-
-def _round_gap(ctx: _GapContext | None, ref: RoundRef) -> tuple[dict[str, Any], str | None]:
-    """The gap fields of one round, or all None and a note that says why."""
-    if ctx is None or ref.verifier is None:
-        why = "no filter spec" if ctx is None else "no verifier for this round"
-        return dict(_NO_GAP), f"{why}: no gap"
-    methods = methods_of(ctx.spec)
-    group = ctx.groups.get((ctx.task, ref.model, ref.round, ref.verifier))
-    sub = None if group is None else _restrict(group, ctx.common)
-    missing = [m for m in methods if sub is None or not _has_method(ctx.ds, sub, m)]
-    if sub is None or missing:
-        return dict(_NO_GAP), (f"verifier {ref.verifier!r} has no {'/'.join(missing)} "
-                               f"verifications of round {ref.round} ({ref.model}) on the "
-                               "common prompts: no gap")
-    graded = Graded(sub)
-    st = graded.stats(Weigher(sub).weights(ctx.spec))
-    boot = Bootstrap(graded.n_prompts, ctx.resamples, ctx.seed)
-    return _gap_numbers(summarise(sub, str(ctx.spec), ctx.utility, st, boot, ctx.seed)), None
+    return GapContext(task, spec, utility, common, resamples, seed, ds, groups)
 
 
 # --- the report --------------------------------------------------------------------------
@@ -418,7 +198,7 @@ class RoundsReport:
         """JSON-ready: floats rounded to 6 places, NaN as None."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["rows"] = [r.to_dict() for r in self.rows]
-        return dict(_clean(out))
+        return dict(clean(out))
 
 
 def _delta(first: float | None, last: float | None) -> float | None:
@@ -484,8 +264,8 @@ def round_report(
            _gap_context(proj, task, chain, spec, utility, common, resamples, seed, grader))
     rows = []
     for ref, frame, n_before in zip(chain, frames, before, strict=True):
-        base = _base_numbers(frame, common, utility, klist)
-        gap, note = _round_gap(ctx, ref)
+        base = base_numbers(frame, common, utility, klist)
+        gap, note = round_gap(ctx, ref.model, ref.round, ref.verifier)
         acc = (base["acc_strict"], base["acc_flexible"])
         rows.append(RoundRow(
             round=ref.round, model=ref.model, verifier=ref.verifier,
@@ -508,17 +288,6 @@ SERIES_COLUMNS = (
 """The columns of ``rounds.csv`` before its ``pass@k`` columns."""
 
 
-def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -539,81 +308,8 @@ def write_series(report: RoundsReport, folder: Path) -> list[Path]:
     passk = [[d["round"], d["model"], k, d["pass_at_k"][str(k)]]
              for d in dicts for k in report.ks]
     return [
-        _write_text(folder / "rounds.csv", _csv(header, series)),
-        _write_text(folder / "rounds-passk.csv",
-                    _csv(("round", "model", "k", "pass_at_k"), passk)),
+        write_atomic(folder / "rounds.csv", _csv(header, series)),
+        write_atomic(folder / "rounds-passk.csv",
+                     _csv(("round", "model", "k", "pass_at_k"), passk)),
     ]
 
-
-def rounds_figure(report: RoundsReport, path: Path) -> Path:
-    """A 2x2 PNG: (a) accuracy strict and flexible, (b) gap and relative gap with their
-    intervals, (c) pass@k against k (log2) per round, (d) effective and distinct answers;
-    rounds on integer ticks."""
-    from gvstore.analysis.plots import _figure, save
-
-    fig, (a, b, c, d) = _figure(10.0, 7.5, 2, 2)
-    rows = report.rows
-    xs = [r.round for r in rows]
-    a.plot(xs, [r.acc_strict for r in rows], marker="o", label="strict")
-    a.plot(xs, [r.acc_flexible for r in rows], marker="s", label="flexible")
-    _axes(a, "(a) accuracy", "accuracy")
-    _gap_panel(b, rows)
-    b.set_xlim(a.get_xlim())  # the panels over rounds span the same rounds
-    for r in rows:
-        ys = [r.pass_at_k[k] for k in report.ks]
-        c.plot(list(report.ks), [math.nan if y is None else y for y in ys],
-               marker="o", markersize=3, label=f"round {r.round} ({r.model})")
-    c.set_xscale("log", base=2)
-    c.set_xticks(list(report.ks), [str(k) for k in report.ks])
-    c.set_ylim(0.0, 1.02)
-    c.set_xlabel("k")
-    c.set_ylabel(f"pass@k ({report.utility})")
-    c.set_title("(c) pass@k")
-    c.grid(alpha=0.3)
-    c.legend(fontsize="small")
-    d.plot(xs, [r.effective_answers for r in rows], marker="o", label="effective (exp H)")
-    d.plot(xs, [r.distinct_answers for r in rows], marker="s", label="distinct")
-    _axes(d, f"(d) answers per prompt: diversity {report.diversity}", "answers")
-    d.set_xlim(a.get_xlim())
-    fig.suptitle(f"{report.task}: {len(rows)} rounds on {report.prompts} prompts"
-                 + (f", {report.spec}" if report.spec else ""))
-    return save(fig, path)
-
-
-def _axes(ax: Any, title: str, ylabel: str) -> None:
-    """Round numbers as integer ticks, a grid, a legend."""
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("round")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
-
-
-def _reach(value: float, bound: float | None) -> float:
-    """How far an interval bound lies from the value (0: no interval, e.g. no bootstrap)."""
-    return 0.0 if bound is None or math.isnan(bound) else abs(value - bound)
-
-
-def _gap_panel(ax: Any, rows: Sequence[RoundRow]) -> None:
-    """Gap and relative gap per round with interval bars (dodged apart by a little so both
-    show); rounds without a gap are skipped."""
-    for name, marker, dodge in (("gap", "o", -0.04), ("rel_gap", "s", 0.04)):
-        pts = [(r.round + dodge, getattr(r, name), getattr(r, f"{name}_lo"),
-                getattr(r, f"{name}_hi"))
-               for r in rows if getattr(r, name) is not None]
-        if not pts:
-            continue
-        x, y, lo, hi = (list(v) for v in zip(*pts, strict=True))
-        err = [[_reach(yi, b) for yi, b in zip(y, lo, strict=True)],
-               [_reach(yi, b) for yi, b in zip(y, hi, strict=True)]]
-        ax.errorbar(x, y, yerr=err, marker=marker, capsize=3,
-                    label="relative gap" if name == "rel_gap" else "gap")
-    ax.axhline(0.0, color="grey", linewidth=0.8)
-    if not any(r.gap is not None for r in rows):
-        ax.text(0.5, 0.5, "no gap (no spec or verifier)", ha="center", va="center",
-                transform=ax.transAxes)
-    _axes(ax, "(b) generation-verification gap", "gap")

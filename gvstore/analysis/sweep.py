@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -232,53 +231,3 @@ def select(
         in_sample_rel_gap=best.rel_gap,
     )
 
-
-def plot_sweep(results: Sequence[SweepResult], path: Path) -> Path:
-    """A PNG of gap and relative gap (with their intervals) against the swept value."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from gvstore.analysis.plots import text_as_text
-
-    text_as_text()
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for r in results:
-        x = [pt.value for pt in r.points]
-        label = f"{r.generator} / {r.verifier}" + (f" ({r.task})" if len(
-            {q.task for q in results}) > 1 else "")
-        for ax, key in zip(axes, ("gap", "rel_gap"), strict=True):
-            y = [getattr(pt, key) for pt in r.points]
-            lo = [getattr(pt, key + "_lo") for pt in r.points]
-            hi = [getattr(pt, key + "_hi") for pt in r.points]
-            (line,) = ax.plot(x, y, marker="." if len(x) < 40 else None, label=label)
-            ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
-    template = results[0].template if results else ""
-    rule = results[0].rule if results else ""
-    for ax, name in zip(axes, ("gap", "relative gap"), strict=True):
-        ax.axhline(0.0, color="grey", lw=0.8)
-        ax.set_xlabel(rule)
-        ax.set_ylabel(name)
-        ax.set_title(f"{name} over {template}")
-        ax.grid(alpha=0.3)
-    if results:
-        axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def save_figure(fig: object, path: Path) -> Path:
-    """Save a matplotlib figure atomically (tmp + rename) and close it."""
-    import os
-
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    fig.savefig(tmp, dpi=120, format="png")  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
-    os.replace(tmp, path)
-    return path
