@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import load_params, run, stage_store  # noqa: E402
 
-from gvstore.output import note  # noqa: E402
+from gvstore.output import emit, note  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,12 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def body() -> int:
-        from gvstore.report import build, render
+        from gvstore.report import build, views
 
         params = load_params(args.params)
         out = Path(params.base.reports)
-        metrics = build(stage_store(params), params, out)
-        render(metrics)
+        report = build(stage_store(params), params, out)
+        emit(report.metrics, False, *views(report.metrics))
         note(f"report: {out / 'metrics.json'} and plots in {out}")
         return 0
 
