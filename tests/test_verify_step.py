@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from helpers import FakeBackend, StoreBuilder
 
-from gvstore.backends.base import Backend, LoglikRequest, Sample, SampleRequest
+from gvstore.backends.base import Sample
 from gvstore.digest import digest
 from gvstore.errors import GvstoreError
 from gvstore.records import Generation, Prompt, Sampling, Verification, seal
@@ -26,41 +26,21 @@ OUTPUTS = ["Looks right.\nCorrectness: correct\nScore: 9", "Correctness: incorre
            "I am not sure.", "Score: 12"]
 
 
-class Fake:
-    """Counts calls; ``sample`` cycles through canned outputs, ``loglik`` is fixed."""
-
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.factory_calls = 0
-        self.prompts: list[str] = []
-
-    def factory(self) -> Backend:
-        self.factory_calls += 1
-        return self  # type: ignore[return-value]
-
-    def sample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
-        self.calls += len(requests)
-        self.prompts += [r.prompt for r in requests]
-        return [Sample(OUTPUTS[r.seed % len(OUTPUTS)], 9, "stop") for r in requests]
-
-    def loglik(self, requests: Sequence[LoglikRequest]) -> list[tuple[float, int]]:
-        self.calls += len(requests)
-        return [(-0.5, 1) if r.continuation == "Correct" else (-1.5, 2) for r in requests]
+def canned() -> FakeBackend:
+    """Sample outputs cycle through OUTPUTS by seed; ``loglik`` is fixed."""
+    return FakeBackend(
+        on_sample=lambda r: Sample(OUTPUTS[r.seed % len(OUTPUTS)], 9, "stop"),
+        on_loglik=lambda r: (-0.5, 1) if r.continuation == "Correct" else (-1.5, 2))
 
 
 def build(store: Store, prompts: int = 3, n: int = 4) -> list[Generation]:
     task = get_task("arith")
+    b = StoreBuilder(store, "arith")
     gens = []
-    with store.writer("generate") as w:
-        for item in task.items()[:prompts]:
-            p = w.add(task.prompt_record(item))
-            for i in range(n):
-                g = w.add(seal(Generation(prompt_id=p.id, task="arith", model="gen",
-                                          sample_index=i, seed=i, text=f" The answer is {i}. ")))
-                assert isinstance(g, Generation)
-                gens.append(g)
+    for item in task.items()[:prompts]:
+        p = b.add(task.prompt_record(item))
+        gens += b.gens(p, n, model="gen", text=" The answer is {i}. ")
+    b.write("generate")
     return gens
 
 
@@ -78,7 +58,7 @@ def verifications(store: Store) -> list[Verification]:
 def test_idempotent_second_run_calls_nothing(tmp_path: Path, method: str) -> None:
     store = Store(tmp_path)
     build(store)
-    fake = Fake()
+    fake = canned()
     s1 = run(store, "verify", select(store, "arith"), spec(method), fake.factory)
     per = 2 if method == "mc" else 1  # mc: one loglik request per answer
     assert (s1.made, s1.requested, fake.calls) == (12, 12, 12 * per)
@@ -91,7 +71,7 @@ def test_idempotent_second_run_calls_nothing(tmp_path: Path, method: str) -> Non
 def test_mc_records_both_probabilities(tmp_path: Path) -> None:
     store = Store(tmp_path)
     build(store, prompts=1, n=2)
-    run(store, "verify", select(store, "arith"), spec("mc"), Fake().factory)
+    run(store, "verify", select(store, "arith"), spec("mc"), canned().factory)
     for v in verifications(store):
         assert v.sampling is None and v.seed == 0 and v.sample_index == 0
         assert v.p_correct == pytest.approx(0.6065306597) and v.p_incorrect == pytest.approx(
@@ -111,7 +91,7 @@ def test_mc_refuses_repeats() -> None:
 def test_cot_records_unparseable_outputs_with_null_scores(tmp_path: Path) -> None:
     store = Store(tmp_path)
     build(store, prompts=2, n=4)
-    fake = Fake()
+    fake = canned()
     s = run(store, "verify", select(store, "arith"), spec("cot_score", repeats=3), fake.factory)
     recs = verifications(store)
     assert len(recs) == s.made == 2 * 4 * 3  # m = 3 repeats, none dropped
@@ -132,7 +112,7 @@ def test_cot_records_unparseable_outputs_with_null_scores(tmp_path: Path) -> Non
 def test_prompt_shows_the_question_without_exemplars(tmp_path: Path) -> None:
     store = Store(tmp_path)
     gens = build(store, prompts=1, n=1)
-    fake = Fake()
+    fake = canned()
     run(store, "verify", select(store, "arith"), spec("cot_binary"), fake.factory)
     (text,) = fake.prompts
     question = get_task("arith").items()[0].question
@@ -171,7 +151,7 @@ def test_templates_differ_by_method_family_and_kind() -> None:
 def test_a_changed_template_verifies_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(tmp_path)
     build(store, prompts=1, n=2)
-    fake = Fake()
+    fake = canned()
     run(store, "verify", select(store, "arith"), spec("cot_binary"), fake.factory)
     old = get_method("cot_binary").templates["arith"]
     monkeypatch.setitem(get_method("cot_binary").templates, "arith",
@@ -183,10 +163,10 @@ def test_a_changed_template_verifies_again(tmp_path: Path, monkeypatch: pytest.M
 def test_cross_verifiers_are_kept_apart(tmp_path: Path) -> None:
     store = Store(tmp_path)
     build(store, prompts=1, n=2)
-    run(store, "verify", select(store, "arith"), spec("cot_binary"), Fake().factory)
+    run(store, "verify", select(store, "arith"), spec("cot_binary"), canned().factory)
     other = VerifySpec(method="cot_binary", verifier="judge2", verifier_digest="sha256:j2",
                        backend="fake", sampling=Sampling(temperature=0.7, max_tokens=32))
-    s = run(store, "verify", select(store, "arith"), other, Fake().factory)
+    s = run(store, "verify", select(store, "arith"), other, canned().factory)
     assert s.made == 2
     assert {(v.verifier, v.verifier_digest) for v in verifications(store)} == {
         ("judge", "sha256:judge"), ("judge2", "sha256:j2")}

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import FakeBackend, StoreBuilder
 
-from gvstore.backends.base import Backend, Sample, SampleRequest
-from gvstore.records import Comparison, Generation, Prompt, Sampling, seal
+from gvstore.backends.base import Sample, SampleRequest
+from gvstore.records import Comparison, Sampling
 from gvstore.steps.tournament import advancing
 from gvstore.steps.verify import VerifySpec, run, select
 from gvstore.store import Store
@@ -19,34 +20,21 @@ from gvstore.tasks.registry import get_task
 QUALITY = re.compile(r"Solution A:\nquality=(\d+)\n\nSolution B:\nquality=(\d+)")
 
 
-class Scripted:
-    """A fake back end: prefers the solution of higher ``quality`` (the comparator's script),
-    or answers with no verdict where ``undecided(a, b)`` says so."""
+def scripted(undecided: Callable[[int, int], bool] = lambda a, b: False) -> FakeBackend:
+    """A fake back end that prefers the solution of higher ``quality`` (the comparator's
+    script), or answers with no verdict where ``undecided(a, b)`` says so."""
 
-    name = "scripted"
+    def compare(r: SampleRequest) -> Sample:
+        m = QUALITY.search(r.prompt)
+        assert m is not None, r.prompt
+        a, b = int(m.group(1)), int(m.group(2))
+        if undecided(a, b):
+            text = "Both look plausible to me."
+        else:
+            text = f"I compared them.\nBetter: {'A' if a > b else 'B'}"
+        return Sample(text, 5, "stop")
 
-    def __init__(self, undecided: Callable[[int, int], bool] = lambda a, b: False) -> None:
-        self.undecided = undecided
-        self.calls = 0
-        self.factory_calls = 0
-
-    def factory(self) -> Backend:
-        self.factory_calls += 1
-        return self  # type: ignore[return-value]
-
-    def sample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
-        self.calls += len(requests)
-        out = []
-        for r in requests:
-            m = QUALITY.search(r.prompt)
-            assert m is not None, r.prompt
-            a, b = int(m.group(1)), int(m.group(2))
-            if self.undecided(a, b):
-                text = "Both look plausible to me."
-            else:
-                text = f"I compared them.\nBetter: {'A' if a > b else 'B'}"
-            out.append(Sample(text, 5, "stop"))
-        return out
+    return FakeBackend("scripted", on_sample=compare)
 
 
 def build(store: Store, n: int, prompts: int = 2, seed: int = 7) -> dict[str, int]:
@@ -55,15 +43,13 @@ def build(store: Store, n: int, prompts: int = 2, seed: int = 7) -> dict[str, in
     task = get_task("arith")
     rng = np.random.default_rng(seed)
     quality: dict[str, int] = {}
-    with store.writer("generate") as w:
-        for item in task.items()[:prompts]:
-            p = w.add(task.prompt_record(item))
-            assert isinstance(p, Prompt)
-            for i, q in enumerate(rng.permutation(n) + 10):
-                g = seal(Generation(prompt_id=p.id, task="arith", model="gen", sample_index=i,
-                                    seed=i, text=f"quality={q}"))
-                w.add(g)
-                quality[g.id] = int(q)
+    b = StoreBuilder(store, "arith")
+    for item in task.items()[:prompts]:
+        p = b.add(task.prompt_record(item))
+        for i, q in enumerate(rng.permutation(n) + 10):
+            g = b.generation(p, i, f"quality={q}", model="gen")
+            quality[g.id] = int(q)
+    b.write("generate")
     return quality
 
 
@@ -107,7 +93,7 @@ def replay_brackets(store: Store, rounds: int) -> dict[tuple[str, int], list[set
 def test_bracket_logic(tmp_path: Path, n: int, rounds: int) -> None:
     store = Store(tmp_path)
     quality = build(store, n)
-    fake = Scripted()
+    fake = scripted()
     s = run(store, "verify", select(store, "arith"), spec(rounds), fake.factory)
     comps = comparisons(store)
     size = 2 ** rounds
@@ -137,7 +123,7 @@ def test_bracket_logic(tmp_path: Path, n: int, rounds: int) -> None:
 def test_byes_and_undecided_matches(tmp_path: Path) -> None:
     store = Store(tmp_path)
     quality = build(store, 5, prompts=1)
-    fake = Scripted(undecided=lambda a, b: (a + b) % 3 == 0)
+    fake = scripted(lambda a, b: (a + b) % 3 == 0)
     s = run(store, "verify", select(store, "arith"), spec(3), fake.factory)
     comps = comparisons(store)
     assert len(comps) == 4 and s.byes == 2  # 5 -> 3 (bye) -> 2 (bye) -> 1
@@ -156,7 +142,11 @@ def test_byes_and_undecided_matches(tmp_path: Path) -> None:
 def test_idempotent_and_resume_gives_the_same_records(tmp_path: Path) -> None:
     full = Store(tmp_path / "full")
     build(full, 8, prompts=3)
-    fake = Scripted(undecided=lambda a, b: (a * b) % 5 == 0)
+
+    def undecided(a: int, b: int) -> bool:
+        return (a * b) % 5 == 0
+
+    fake = scripted(undecided)
     run(full, "verify", select(full, "arith"), spec(3, batch_size=4), fake.factory)
     want = {c.key: c.id for c in comparisons(full)}
     assert len(want) == 3 * 7 and fake.calls == 21
@@ -173,7 +163,7 @@ def test_idempotent_and_resume_gives_the_same_records(tmp_path: Path) -> None:
     keep = [c for c in comps if c.bracket_round == 0] + round1[:3]
     with part.writer("verify") as w:
         w.extend(keep)
-    fake2 = Scripted(undecided=fake.undecided)
+    fake2 = scripted(undecided)
     s = run(part, "verify", select(part, "arith"), spec(3, batch_size=4), fake2.factory)
     assert s.made == 21 - len(keep) and s.present == len(keep)
     assert fake2.calls == s.made + s.extra
@@ -183,7 +173,7 @@ def test_idempotent_and_resume_gives_the_same_records(tmp_path: Path) -> None:
 def test_repeats_are_separate_tournaments(tmp_path: Path) -> None:
     store = Store(tmp_path)
     build(store, 4, prompts=1)
-    s = run(store, "verify", select(store, "arith"), spec(2, repeats=3), Scripted().factory)
+    s = run(store, "verify", select(store, "arith"), spec(2, repeats=3), scripted().factory)
     comps = comparisons(store)
     assert s.made == len(comps) == 3 * 3
     assert sorted({c.sample_index for c in comps}) == [0, 1, 2]
@@ -193,8 +183,8 @@ def test_repeats_are_separate_tournaments(tmp_path: Path) -> None:
 def test_another_bracket_size_is_flagged(tmp_path: Path) -> None:
     store = Store(tmp_path)
     build(store, 8, prompts=1)
-    run(store, "verify", select(store, "arith"), spec(3), Scripted().factory)
-    s = run(store, "verify", select(store, "arith"), spec(2), Scripted().factory)
+    run(store, "verify", select(store, "arith"), spec(3), scripted().factory)
+    s = run(store, "verify", select(store, "arith"), spec(2), scripted().factory)
     assert s.foreign == 4 and s.made == 6  # two brackets of 4: new keys throughout
 
 
@@ -207,7 +197,7 @@ def test_analysis_reads_the_same_survivors(tmp_path: Path) -> None:
     store = Store(tmp_path)
     build(store, 13, prompts=2)
     run(store, "verify", select(store, "arith"),
-        spec(3), Scripted(undecided=lambda a, b: (a + b) % 4 == 0).factory)
+        spec(3), scripted(lambda a, b: (a + b) % 4 == 0).factory)
     history = replay_brackets(store, 3)
     ids = {handle(g.id): g.id for g in select(store, "arith").generations}
     (group,) = Dataset(Projections(store), utility=None).groups(["tournament"])
