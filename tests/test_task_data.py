@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from gvstore.errors import GvstoreError
+from gvstore.io import sha256_file
 from gvstore.tasks import data
 
 pytestmark = pytest.mark.shared_data("gsm8k/test.jsonl")  # for the shared_data fixture
@@ -28,7 +29,7 @@ def test_table_matches_the_shared_files(shared_data: Path) -> None:
         for f in files:
             p = shared_data / name / f.rel
             assert p.stat().st_size == f.size, p
-            assert data.sha256_file(p) == f.sha256, p
+            assert sha256_file(p) == f.sha256, p
             assert f.url.startswith("https://raw.githubusercontent.com/")
 
 
@@ -92,7 +93,7 @@ def test_fetch_from_a_file_mirror(shared_data: Path, tmp_path: Path) -> None:
     got = data.fetch("nq_open", dest, mirror=(shared_data).as_uri())
     assert [f.action for f in got] == ["downloaded", "downloaded"]
     for f in data.DATASETS["nq_open"]:
-        assert data.sha256_file(dest / "nq_open" / f.rel) == f.sha256
+        assert sha256_file(dest / "nq_open" / f.rel) == f.sha256
     assert not [p for p in (dest / "nq_open").iterdir() if p.name.startswith(".")]
     again = data.fetch("nq_open", dest, mirror=(shared_data).as_uri())
     assert [f.action for f in again] == ["present", "present"]

@@ -9,8 +9,9 @@ residuals, SS_tot = S_yy). A line needs two models with different FLOPs; R^2 nee
 points (through two points it is 1 by construction) and a relative gap that is not constant.
 Where a number is undefined it is null and ``note`` says why.
 
-The model table is a YAML or JSON file: a list of entries ``{name, family, flops}`` (or a
-mapping with such a list under ``models``), e.g.
+The model table comes from a loaded ``Params`` (``models_frame(params.models.values())``) or
+from a YAML or JSON file: a list of entries ``{name, family, flops}`` (or a mapping with such a
+list under ``models``, or params.yaml's own ``models`` table), e.g.
 
     models:
       - {name: Qwen2.5-7B, family: qwen2.5, flops: 2.9e+23}
@@ -26,24 +27,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 import polars as pl
-import yaml
 
 from gvstore.errors import GvstoreError
+from gvstore.io import read_yaml
+from gvstore.models import ModelSpec, model_table
 
-
-class ModelEntry(msgspec.Struct, frozen=True):
-    """One model of the model table."""
-
-    name: str
-    family: str
-    flops: float
+ROW_FIELDS = ("name", "family", "flops")
+"""What a row of a list-form model table gives (other keys are ignored)."""
 
 
 class GapEntry(msgspec.Struct, frozen=True):
@@ -54,17 +51,37 @@ class GapEntry(msgspec.Struct, frozen=True):
 
 
 def _read(path: Path) -> Any:
+    """A JSON file (``.json``) or a YAML file, read strictly (``gvstore.io.read_yaml``)."""
+    if path.suffix.lower() != ".json":
+        return read_yaml(path, "model table")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise GvstoreError(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise GvstoreError(f"{path} is not valid {path.suffix.lstrip('.') or 'YAML'}: "
-                           f"{exc}") from exc
+        return json.loads(text)
+    except ValueError as exc:
+        raise GvstoreError(f"{path} is not valid json: {exc}") from exc
+
+
+def _rows(data: Any) -> list[ModelSpec]:
+    """A list of ``{name, family, flops}`` as model-table rows (``flops`` may be a numeric
+    string); an error names the row (``at `$[i]```)."""
+    try:
+        rows = msgspec.convert(data, list[dict[str, Any]])
+    except msgspec.ValidationError as exc:
+        raise GvstoreError(str(exc)) from exc
+    out: list[ModelSpec] = []
+    for i, row in enumerate(rows):
+        for key in ROW_FIELDS:
+            if key not in row:
+                raise GvstoreError(f"Object missing required field `{key}` - at `$[{i}]`")
+        try:
+            out.append(msgspec.convert({k: row[k] for k in ROW_FIELDS}, ModelSpec,
+                                       strict=False))
+        except msgspec.ValidationError as exc:
+            raise GvstoreError(str(exc).replace("`$", f"`$[{i}]", 1)) from exc
+    return out
 
 
 def load_models(path: Path) -> pl.DataFrame:
@@ -72,20 +89,26 @@ def load_models(path: Path) -> pl.DataFrame:
     data = _read(path)
     if isinstance(data, Mapping) and "models" in data:
         data = data["models"]
-    if isinstance(data, Mapping):  # params.yaml's model table: name -> entry
-        data = [{"name": name, "family": (e or {}).get("family", ""),
-                 "flops": (e or {}).get("flops")} for name, e in data.items()]
-    try:
-        entries = msgspec.convert(data, list[ModelEntry], strict=False)
-    except msgspec.ValidationError as exc:
+    try:  # a mapping is params.yaml's model table: name -> row
+        specs = (list(model_table(data, strict=False).values()) if isinstance(data, Mapping)
+                 else _rows(data))
+        return models_frame(specs)
+    except GvstoreError as exc:
         raise GvstoreError(f"{path}: {exc}") from exc
+
+
+def models_frame(specs: Iterable[ModelSpec]) -> pl.DataFrame:
+    """Model-table rows (a loaded ``Params.models.values()``, or a file's) as a frame
+    ``model, family, flops``; every model needs a positive, finite ``flops``."""
+    entries = list(specs)
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
-        raise GvstoreError(f"{path}: model(s) listed twice: {', '.join(dup)}")
-    bad = [e.name for e in entries if not (math.isfinite(e.flops) and e.flops > 0)]
+        raise GvstoreError(f"model(s) listed twice: {', '.join(dup)}")
+    bad = [e.name for e in entries if e.flops is None or not (math.isfinite(e.flops)
+                                                               and e.flops > 0)]
     if bad:
-        raise GvstoreError(f"{path}: flops must be a positive number (model {bad[0]})")
+        raise GvstoreError(f"flops must be a positive number (model {bad[0]})")
     return pl.DataFrame(
         {"model": names, "family": [e.family for e in entries],
          "flops": [e.flops for e in entries]},

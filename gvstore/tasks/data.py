@@ -12,7 +12,8 @@ too unless ``verify=False`` (for a deliberately edited copy). A missing file is 
 
 ``fetch`` downloads from the official source with ``urllib`` (any URL scheme it knows, so a
 ``file://`` mirror works), derives the two exemplar files from the lm-evaluation-harness sources
-they were transcribed from, checks the digest and places the file atomically.
+they were transcribed from, checks the digest and places the file atomically
+(``gvstore.io.write_atomic``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gvstore.errors import GvstoreError
+from gvstore.io import sha256_file, write_atomic
 
 ENV_VAR = "GVSTORE_DATA"
 DEFAULT_RAW = Path("data/raw")
@@ -114,14 +116,6 @@ def data_file(name: str, rel: str) -> DataFile:
             return f
     known = ", ".join(f.rel for f in DATASETS[name])
     raise GvstoreError(f"dataset {name!r} has no file {rel!r}; known: {known}")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 _checked: dict[tuple[str, int, int], str] = {}
@@ -305,21 +299,6 @@ def _download(url: str, timeout: float) -> bytes:
         raise GvstoreError(f"cannot download {url}: {exc}") from exc
 
 
-def place_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary name beside ``target``, fsync, then rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.part"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 @dataclass(frozen=True)
 class Fetched:
     rel: str
@@ -361,7 +340,7 @@ def fetch(
                     f"{url}: sha256 {got[:16]}... does not match the known digest "
                     f"{entry.sha256[:16]}... of {name}/{entry.rel}; nothing was written"
                 )
-            place_atomically(target, data)
+            write_atomic(target, data)
             done = Fetched(entry.rel, str(target), "downloaded", url)
         out.append(done)
         if on_file is not None:
