@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from gvstore.tasks import get_task
+from gvstore.tasks.math_equiv import is_equiv
 from gvstore.tasks.math_task import (
     extract_final_answer,
     grade_math,
-    is_equiv,
     last_boxed,
     last_math,
     normalize_final_answer,

@@ -1,4 +1,5 @@
-"""Symbolic equivalence of two LaTeX answers, in a worker process with a hard time limit.
+"""Equivalence of two MATH answers: string rules (``is_equiv``), then SymPy in a worker process
+with a hard time limit (``equivalent``).
 
 SymPy runs in a separate process that the caller kills when it overruns: a parse or a
 simplification can hang in C code (a huge integer power) where no signal reaches it, or eat
@@ -22,9 +23,11 @@ import select
 import subprocess
 import sys
 import threading
+from decimal import Decimal
 from typing import Any
 
 DEFAULT_TIMEOUT_S = 5.0
+INVALID = "[invalidanswer]"  # lm-eval's mark of a text without a final-answer line
 MAX_CHARS = 200  # longer answers are not given to SymPy (string match only)
 MEMORY_LIMIT = 2 << 30
 
@@ -178,6 +181,91 @@ def shutdown() -> None:
     """Stop the worker process (it is a daemon, so it also ends with the interpreter)."""
     with _WORKER.lock:
         _WORKER.stop()
+
+
+# ---- the string rules, before SymPy -------------------------------------------------------------
+
+_CLEANUPS: tuple[tuple[str, str], ...] = (
+    ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\left", ""), ("\\right", ""),
+    ("\\le(", "("), ("\\le[", "["), ("\\!", ""), ("\\,", ""), ("\\%", ""), ("%", ""),
+    ("\\displaystyle", ""), ("^{\\prime}", "'"),
+)
+_BARE_DECIMAL = re.compile(r"(?<![0-9A-Za-z}])\.(?=[0-9])")
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_WORD = re.compile(r"\(([A-Za-z]+)\)|([A-Za-z]+)")
+
+
+def clean_latex(s: str) -> str:
+    """A light clean-up beyond Minerva's: display variants and sizing commands dropped, a
+    decimal with no leading digit given one (``.5`` -> ``0.5``)."""
+    for before, after in _CLEANUPS:
+        s = s.replace(before, after)
+    return _BARE_DECIMAL.sub("0.", s.strip().rstrip("."))
+
+
+def _word(s: str) -> str | None:
+    """The letters of a letter answer or a word (``ACE``, ``Monday``, ``(C)`` -> ``C``)."""
+    m = _WORD.fullmatch(s)
+    return None if m is None else (m.group(1) or m.group(2))
+
+
+def _split_top(s: str) -> list[str]:
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
+    for c in s:
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        if c == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+    parts.append("".join(cur))
+    return parts
+
+
+def _tuple_parts(s: str) -> tuple[str, str, list[str]] | None:
+    """``(a,b]`` -> ``("(", "]", ["a", "b"])`` when the brackets wrap the whole string; a bare
+    list ``a,b`` -> ``("", "", ["a", "b"])``."""
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
+        depth = 0
+        for i, c in enumerate(s):
+            depth += c in "([{"
+            depth -= c in ")]}"
+            if depth == 0 and i < len(s) - 1:
+                break  # the first bracket closes before the end: not one tuple
+        else:
+            inner = _split_top(s[1:-1])
+            return (s[0], s[-1], inner) if len(inner) > 1 else None
+    parts = _split_top(s)
+    return ("", "", parts) if len(parts) > 1 else None
+
+
+def is_equiv(pred: str, gold: str, timeout: float = DEFAULT_TIMEOUT_S) -> bool:
+    """Whether two *normalised* answers are equivalent (``gvstore.tasks.math_task`` lists the
+    rules): equal strings, equal after ``clean_latex``, tuples element by element, letters and
+    words as strings, decimals exactly; else SymPy (``equivalent``)."""
+    if not pred or not gold or pred == INVALID:
+        return False
+    if pred == gold:
+        return True
+    a, b = clean_latex(pred), clean_latex(gold)
+    if a == b:
+        return True
+    ta, tb = _tuple_parts(a), _tuple_parts(b)
+    if ta is not None or tb is not None:
+        if ta is None or tb is None or ta[:2] != tb[:2] or len(ta[2]) != len(tb[2]):
+            return False
+        return all(is_equiv(x, y, timeout) for x, y in zip(ta[2], tb[2], strict=True))
+    wa, wb = _word(a), _word(b)
+    if wa is not None or wb is not None:
+        return wa == wb  # letters name points, choices, days: never a commutative product
+    if _DECIMAL.fullmatch(a) and _DECIMAL.fullmatch(b):
+        return Decimal(a) == Decimal(b)
+    return equivalent(a, b, timeout)
 
 
 if __name__ == "__main__":

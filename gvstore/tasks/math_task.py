@@ -17,7 +17,8 @@ thousands groups (``1,000``), never from a list (``2,3`` stays a list). Equivale
 normalised strings; else equal after a light LaTeX clean-up (``\\dfrac`` -> ``\\frac``,
 ``\\left``/``\\right`` dropped, ``.5`` -> ``0.5``, ...); letters and words (``ACE``,
 ``Monday``, ``(C)``) only as strings; tuples, intervals and bare lists element by element;
-else SymPy (``math_equiv.equivalent``, bounded in time).
+else SymPy (``math_equiv.equivalent``, bounded in time); the rules are
+``math_equiv.is_equiv``.
 
 ``MathLmEval`` is lm-eval's ``exact_match`` as it is, under its own grader name
 ``math:lm-eval``, for numbers comparable with the harness's; never the default.
@@ -27,14 +28,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from decimal import Decimal
 from functools import cache
 from pathlib import Path
 
 from gvstore.tasks import data, math_equiv
 from gvstore.tasks.base import Exemplar, GradeResult, Item, Task
+from gvstore.tasks.math_equiv import INVALID, is_equiv
 
-INVALID = "[invalidanswer]"
 MAX_ANSWER_CHARS = 1000  # an extracted answer longer than this is not normalised: no match
 
 # Minerva's tables (lm-eval minerva_math, transcribed in data/math/NORMALIZATION.md)
@@ -258,89 +258,6 @@ def _boxed_chain(text: str) -> list[str]:
         out.append(span[1])
         start = prev
     return out
-
-
-# ---- equivalence ---------------------------------------------------------------------------
-
-_CLEANUPS: tuple[tuple[str, str], ...] = (
-    ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\left", ""), ("\\right", ""),
-    ("\\le(", "("), ("\\le[", "["), ("\\!", ""), ("\\,", ""), ("\\%", ""), ("%", ""),
-    ("\\displaystyle", ""), ("^{\\prime}", "'"),
-)
-_BARE_DECIMAL = re.compile(r"(?<![0-9A-Za-z}])\.(?=[0-9])")
-_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-_WORD = re.compile(r"\(([A-Za-z]+)\)|([A-Za-z]+)")
-
-
-def clean_latex(s: str) -> str:
-    """A light clean-up beyond Minerva's: display variants and sizing commands dropped, a
-    decimal with no leading digit given one (``.5`` -> ``0.5``)."""
-    for before, after in _CLEANUPS:
-        s = s.replace(before, after)
-    return _BARE_DECIMAL.sub("0.", s.strip().rstrip("."))
-
-
-def _word(s: str) -> str | None:
-    """The letters of a letter answer or a word (``ACE``, ``Monday``, ``(C)`` -> ``C``)."""
-    m = _WORD.fullmatch(s)
-    return None if m is None else (m.group(1) or m.group(2))
-
-
-def _split_top(s: str) -> list[str]:
-    parts: list[str] = []
-    cur: list[str] = []
-    depth = 0
-    for c in s:
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        if c == "," and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(c)
-    parts.append("".join(cur))
-    return parts
-
-
-def _tuple_parts(s: str) -> tuple[str, str, list[str]] | None:
-    """``(a,b]`` -> ``("(", "]", ["a", "b"])`` when the brackets wrap the whole string; a bare
-    list ``a,b`` -> ``("", "", ["a", "b"])``."""
-    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
-        depth = 0
-        for i, c in enumerate(s):
-            depth += c in "([{"
-            depth -= c in ")]}"
-            if depth == 0 and i < len(s) - 1:
-                break  # the first bracket closes before the end: not one tuple
-        else:
-            inner = _split_top(s[1:-1])
-            return (s[0], s[-1], inner) if len(inner) > 1 else None
-    parts = _split_top(s)
-    return ("", "", parts) if len(parts) > 1 else None
-
-
-def is_equiv(pred: str, gold: str, timeout: float = math_equiv.DEFAULT_TIMEOUT_S) -> bool:
-    """Whether two *normalised* answers are equivalent (see the module docstring)."""
-    if not pred or not gold or pred == INVALID:
-        return False
-    if pred == gold:
-        return True
-    a, b = clean_latex(pred), clean_latex(gold)
-    if a == b:
-        return True
-    ta, tb = _tuple_parts(a), _tuple_parts(b)
-    if ta is not None or tb is not None:
-        if ta is None or tb is None or ta[:2] != tb[:2] or len(ta[2]) != len(tb[2]):
-            return False
-        return all(is_equiv(x, y, timeout) for x, y in zip(ta[2], tb[2], strict=True))
-    wa, wb = _word(a), _word(b)
-    if wa is not None or wb is not None:
-        return wa == wb  # letters name points, choices, days: never a commutative product
-    if _DECIMAL.fullmatch(a) and _DECIMAL.fullmatch(b):
-        return Decimal(a) == Decimal(b)
-    return math_equiv.equivalent(a, b, timeout)
 
 
 _ROW_BREAK = re.compile(r"\\\\\s+")
