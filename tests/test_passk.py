@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from helpers import StoreBuilder
 
 from gvstore.analysis.frames import Filters, base_frame, version_key
 from gvstore.analysis.passk import pass_at_k, pass_at_k_matrix, pass_at_k_table
 from gvstore.errors import GvstoreError
-from gvstore.records import Generation, Grade, Prompt, seal
 from gvstore.replay import Projections
-from gvstore.store import Store
 
 N_MAX = 200
 
@@ -84,40 +83,22 @@ def test_matrix_keeps_caller_k_order_and_marks_k_above_n() -> None:
 # A real store, by hand -------------------------------------------------------------------
 
 
-def _prompt(item: str, task: str = "t") -> Prompt:
-    return seal(Prompt(task=task, item_id=item, text=f"question {item}", reference="1"))
-
-
-def _gen(p: Prompt, i: int, model: str = "g", round_: int = 0) -> Generation:
-    return seal(Generation(prompt_id=p.id, task=p.task, model=model, sample_index=i, seed=i,
-                           round=round_, text=f"answer {i}"))
-
-
-def _grade(g: Generation, strict: float, flexible: float | None = None, version: str = "1",
-           grader: str = "t") -> Grade:
-    return seal(Grade(generation_id=g.id, grader=grader, grader_version=version,
-                      strict=strict, flexible=strict if flexible is None else flexible))
-
-
-def _store(tmp_path: Path, recs: list) -> Projections:
-    store = Store(tmp_path / "store")
-    with store.writer("test") as w:
-        w.extend(recs)
-    return Projections(store, cache=False)
+TEXT = "answer {i}"  # a generation's text: its sample index
 
 
 def _hand_store(tmp_path: Path) -> Projections:
     """Prompt a: 4 samples, 1 correct (strict; 2 flexible). Prompt b: 2 samples, 0 correct,
     one re-graded as correct by a newer grader version. Prompt c: 1 ungraded sample."""
-    a, b, c = _prompt("a"), _prompt("b"), _prompt("c")
-    ga = [_gen(a, i) for i in range(4)]
-    gb = [_gen(b, i) for i in range(2)]
-    gc = _gen(c, 0)
-    recs: list = [a, b, c, *ga, *gb, gc]
-    recs += [_grade(ga[0], 1.0), _grade(ga[1], 0.0, 1.0), _grade(ga[2], 0.0), _grade(ga[3], 0.0)]
-    recs += [_grade(gb[0], 0.0), _grade(gb[1], 0.0, version="9"),
-             _grade(gb[1], 0.0, 1.0, version="10")]  # "10" is newer than "9"
-    return _store(tmp_path, recs)
+    s = StoreBuilder(tmp_path / "store")
+    a, b, c = s.prompt("a"), s.prompt("b"), s.prompt("c")
+    ga, gb = s.gens(a, 4, text=TEXT), s.gens(b, 2, text=TEXT)
+    s.gens(c, 1, text=TEXT)
+    for g, strict, flexible in zip(ga, [1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], strict=True):
+        s.grade(g, strict, flexible)
+    s.grade(gb[0], 0.0)
+    s.grade(gb[1], 0.0, version="9")
+    s.grade(gb[1], 0.0, 1.0, version="10")  # "10" is newer than "9"
+    return s.projections(cache=False, folder="test")
 
 
 def test_table_by_hand(tmp_path: Path) -> None:
@@ -151,11 +132,13 @@ def test_no_prompt_has_k_samples_gives_null(tmp_path: Path) -> None:
 
 
 def test_groups_and_filters(tmp_path: Path) -> None:
-    p = _prompt("a")
-    g0 = [_gen(p, i, model="m0") for i in range(2)]
-    g1 = [_gen(p, i, model="m1", round_=1) for i in range(2)]
-    proj = _store(tmp_path, [p, *g0, *g1, _grade(g0[0], 1), _grade(g0[1], 0),
-                             _grade(g1[0], 1), _grade(g1[1], 1)])
+    s = StoreBuilder(tmp_path / "store")
+    p = s.prompt("a")
+    g0 = s.gens(p, 2, model="m0", text=TEXT)
+    g1 = s.gens(p, 2, model="m1", rnd=1, text=TEXT)
+    for g, u in zip([*g0, *g1], [1, 0, 1, 1], strict=True):
+        s.grade(g, u)
+    proj = s.projections(cache=False, folder="test")
     got = pass_at_k_table(base_frame(proj), [1])
     assert got.select("model", "round", "pass_at_k").rows() == [("m0", 0, 0.5), ("m1", 1, 1.0)]
     only = base_frame(proj, filters=Filters(generators=("m1",)))
@@ -168,9 +151,11 @@ def test_groups_and_filters(tmp_path: Path) -> None:
 
 
 def test_two_graders_need_a_choice(tmp_path: Path) -> None:
-    p = _prompt("a")
-    g = _gen(p, 0)
-    proj = _store(tmp_path, [p, g, _grade(g, 1.0, grader="x"), _grade(g, 0.0, grader="y")])
+    s = StoreBuilder(tmp_path / "store")
+    (g,) = s.gens(s.prompt("a"), 1, text=TEXT)
+    s.grade(g, 1.0, grader="x")
+    s.grade(g, 0.0, grader="y")
+    proj = s.projections(cache=False, folder="test")
     with pytest.raises(GvstoreError, match="several graders"):
         base_frame(proj)
     assert base_frame(proj, grader="y")["utility"].to_list() == [0.0]
