@@ -20,7 +20,8 @@ from typing import Generic, Protocol, TypeVar
 
 from gvstore.backends.base import Backend
 from gvstore.records import Provenance, Record
-from gvstore.store import Store, Writer
+from gvstore.store import Store
+from gvstore.writer import Writer
 
 ProgressCallback = Callable[[int, int, int], None]
 """Called as ``(done, to do, tokens so far)``; ``tokens`` is 0 for steps that count none."""

@@ -33,7 +33,8 @@ from gvstore.steps.base import (
     run_batches,
     ticks,
 )
-from gvstore.store import Store, Writer
+from gvstore.store import Store
+from gvstore.writer import Writer
 
 if TYPE_CHECKING:
     from gvstore.models import ModelSpec
