@@ -8,14 +8,17 @@ trained model), the verifier, the filter and the prompts come from it. Otherwise
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gvstore.cli.analysis import GraderOpt, PlotOpt, _spec
-from gvstore.cli.options import JsonOpt
+from gvstore.analysis.specs import parse
+from gvstore.cli.options import GraderOpt, JsonOpt, PlotOpt, StoreOpt, get_store
 from gvstore.errors import GvstoreError
-from gvstore.output import print_json
+from gvstore.output import emit
+
+if TYPE_CHECKING:
+    from gvstore.analysis.rounds import RoundsReport
 
 
 def rounds_cmd(
@@ -48,53 +51,71 @@ def rounds_cmd(
         show_default=False)] = None,
     grader: GraderOpt = None,
     plot: PlotOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Per round: accuracy (strict and flexible apart), gap and relative gap with bootstrap
     intervals, pass@k, and answer diversity (distinct and effective answers), with the trend
     from the first round to the last. docs/metrics_extra.md defines each number."""
-    from gvstore.analysis.rounds import infer_chain, round_report, rounds_figure
+    from gvstore.analysis.plots import rounds_figure
+    from gvstore.report import rounds_views
+
+    if task is None:
+        rep = _from_params(ctx, params_file, store, k=k, utility=utility, resamples=resamples,
+                           seed=seed, grader=grader)
+    else:
+        rep = _from_store(ctx, store, task, spec, verifier, k=k, utility=utility,
+                          resamples=resamples, seed=seed, grader=grader)
+    if plot is not None:
+        rounds_figure(rep, plot)
+    data = rep.to_dict()
+    emit(data, as_json, *rounds_views(data))
+
+
+def _from_params(ctx: typer.Context, params_file: Path, store_path: Path | None, *,
+                 k: list[int] | None, utility: str | None, resamples: int | None,
+                 seed: int | None, grader: str | None) -> RoundsReport:
+    """The report of a params file's rounds; the options override its report section."""
+    from gvstore.analysis.rounds import round_report
     from gvstore.params import load
     from gvstore.replay import Projections
-    from gvstore.report import render_rounds
     from gvstore.steps import rounds
     from gvstore.store import Store
 
+    if not params_file.is_file():
+        raise GvstoreError(f"no {params_file}: give --params FILE with a rounds section, "
+                           "or --task to read the rounds from the store")
+    params = load(params_file)
+    if not params.rounds.enabled:
+        raise GvstoreError(f"{params_file} has no rounds (rounds.start is empty); give "
+                           "--task to read the rounds from the store")
     obj = ctx.find_root().obj or {}
-    if task is None:
-        if not params_file.is_file():
-            raise GvstoreError(f"no {params_file}: give --params FILE with a rounds section, "
-                               "or --task to read the rounds from the store")
-        params = load(params_file)
-        if not params.rounds.enabled:
-            raise GvstoreError(f"{params_file} has no rounds (rounds.start is empty); give "
-                               "--task to read the rounds from the store")
-        store = Store(obj.get("store") or params.base.store)
-        if not store.root.exists():
-            raise GvstoreError(f"no store at {store.root}: run the study first (dvc repro)")
-        rp = params.report
-        prompts = rounds.prompt_set(params)
-        rep = round_report(
-            Projections(store), params.rounds.task, rounds.chain(params),
-            spec=rounds.filter_spec(params), ks=k or rp.passk, utility=utility or rp.utility,
-            resamples=rp.resamples if resamples is None else resamples,
-            seed=params.base.seed if seed is None else seed, grader=grader,
-            items=prompts.items, split=prompts.split)
-    else:
-        from gvstore.cli.options import get_store
+    store = Store(store_path or obj.get("store") or params.base.store)
+    if not store.root.exists():
+        raise GvstoreError(f"no store at {store.root}: run the study first (dvc repro)")
+    rp = params.report
+    prompts = rounds.prompt_set(params)
+    return round_report(
+        Projections(store), params.rounds.task, rounds.chain(params),
+        spec=rounds.filter_spec(params), ks=k or rp.passk, utility=utility or rp.utility,
+        resamples=rp.resamples if resamples is None else resamples,
+        seed=params.base.seed if seed is None else seed, grader=grader,
+        items=prompts.items, split=prompts.split)
 
-        store = get_store(ctx)
-        if not store.root.exists():
-            raise GvstoreError(f"no store at {store.root} (set --store or GVSTORE_STORE)")
-        proj = Projections(store)
-        chain = infer_chain(proj, task, None if verifier == "none" else verifier)
-        rep = round_report(proj, task, chain, spec=_spec(spec) if spec else None,
-                           ks=k or (1, 2, 4, 8), utility=utility or "strict",
-                           resamples=1000 if resamples is None else resamples,
-                           seed=seed or 0, grader=grader)
-    if plot is not None:
-        rounds_figure(rep, plot)
-    if as_json:
-        print_json(rep.to_dict())
-    else:
-        render_rounds(rep.to_dict())
+
+def _from_store(ctx: typer.Context, store_path: Path | None, task: str, spec: str | None,
+                verifier: str, *, k: list[int] | None, utility: str | None,
+                resamples: int | None, seed: int | None, grader: str | None) -> RoundsReport:
+    """The report of every (model, round) with generations of ``task`` in the store."""
+    from gvstore.analysis.rounds import infer_chain, round_report
+    from gvstore.replay import Projections
+
+    store = get_store(ctx, store_path)
+    if not store.root.exists():
+        raise GvstoreError(f"no store at {store.root} (set --store or GVSTORE_STORE)")
+    proj = Projections(store)
+    chain = infer_chain(proj, task, None if verifier == "none" else verifier)
+    return round_report(proj, task, chain, spec=parse(spec) if spec else None,
+                        ks=k or (1, 2, 4, 8), utility=utility or "strict",
+                        resamples=1000 if resamples is None else resamples,
+                        seed=seed or 0, grader=grader)
