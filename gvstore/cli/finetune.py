@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,9 @@ from gvstore.errors import GvstoreError
 from gvstore.models import parent_spec
 from gvstore.output import emit, err_console, table
 from gvstore.steps.finetune.config import METHODS, build_hparams, help_texts
+
+if TYPE_CHECKING:
+    from gvstore.steps.finetune.step import FinetuneResult
 
 _HELP = help_texts()
 
@@ -49,8 +52,7 @@ def finetune_cmd(
         help="A YAML/JSON mapping of hyperparameters applied over the preset.")] = None,
     steps: Annotated[int | None, _opt("steps", "--steps")] = None,
     batch_size: Annotated[int | None, _opt("batch_size", "--batch-size")] = None,
-    micro_batch_size: Annotated[int | None, _opt("micro_batch_size", "--micro-batch-size")]
-    = None,
+    micro_batch_size: Annotated[int | None, _opt("micro_batch_size", "--micro-batch-size")] = None,
     lr: Annotated[float | None, _opt("learning_rate", "--lr")] = None,
     max_length: Annotated[int | None, _opt("max_length", "--max-length")] = None,
     beta: Annotated[float | None, _opt("beta", "--beta")] = None,
@@ -81,11 +83,15 @@ def finetune_cmd(
                           f"{hp.batch_size}", highlight=False)
     res = finetune(method, data, parent, out, hparams=hp, name=name, models_dir=models_dir,
                    force=force, verbose=verbose, threads=threads)
-    rows: list[list[Any]] = [
+    emit(res.as_dict(), as_json, table(f"finetune {method}", ["", "value"], _rows(res)))
+
+
+def _rows(res: FinetuneResult) -> list[list[Any]]:
+    """The result table of ``gvstore finetune``."""
+    return [
         ["model", res.spec.name], ["round", res.spec.round], ["folder", str(res.path)],
         ["digest", res.digest], ["parent", f"{res.parent} ({short(res.parent_digest)})"],
         ["examples", res.examples], ["steps", res.steps], ["loss first", res.loss_first],
         ["loss last", res.loss_last], ["seconds", round(res.seconds, 1)],
         ["steps/s", res.steps_per_s], ["trained now", res.trained],
     ]
-    emit(res.as_dict(), as_json, table(f"finetune {method}", ["", "value"], rows))
