@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import StoreBuilder
 
@@ -75,7 +76,25 @@ def test_select_on_is_honest_and_seeded(store: Projections) -> None:
     assert a.held_out_value in (0.0, 0.5, 1.0)
     best = max(r.points, key=lambda p: p.gap)
     assert a.in_sample_value == best.value and a.in_sample_gap == best.gap
-    # the held-out gap is the mean over the evaluation prompts only
+    # By hand: mc scores are 0.2 + 0.6 u + 0.01 j, so quantile 0 keeps all 4 samples (gap 0),
+    # 0.5 the top two and 1 the top one. Prompts p0, p3, p6, p9 have 2 correct of 4 (the top
+    # two scores): gaps 0.5 and 0.5; the others 1 of 4 (the top score): 0.25 and 0.75.
+    hand = {0.0: (0.0, 0.0), 0.5: (0.5, 0.25), 1.0: (0.5, 0.75)}
+    assert best.value == 1.0 and best.gap == pytest.approx((4 * 0.5 + 8 * 0.75) / 12)
+    # the held-out gap is the mean over the evaluation prompts only: the split is the seeded
+    # permutation of the group's prompts (in prompt-handle order)
+    group = next(g for g in Dataset(store).groups(("mc",)) if g.verifier == "v")
+    item = dict(zip(store.prompts["prompt"].to_list(), store.prompts["item_id"].to_list(),
+                    strict=True))
+    two_correct = [int(item[h][1:]) % 3 == 0 for h in group.prompts.tolist()]
+    perm = np.random.default_rng(2).permutation(12)
+
+    def mean_gap(rows: np.ndarray, value: float) -> float:
+        return sum(hand[value][0 if two_correct[p] else 1] for p in rows) / len(rows)
+
+    chosen = max(hand, key=lambda v: mean_gap(perm[:6], v))  # the first best on ties
+    assert a.held_out_value == chosen
+    assert a.held_out_gap == pytest.approx(mean_gap(perm[6:], chosen), abs=1e-12)
     assert r.diff is not None
     with pytest.raises(GvstoreError):
         select(r, tmpl, metric="accuracy")

@@ -16,15 +16,14 @@
   sample gives no pair (counted).
 
 Weights need one verifier: if the filtered generations were verified by several, name one.
-Texts are read from the store records, for the kept generations only. Files are written to a
-temporary name and renamed, so a reader never sees half a file. The file's name obeys the
+Texts are read from the store records, for the kept generations only. Files are written
+through ``gvstore.io.atomic_path``, so a reader never sees half a file. The file's name obeys the
 safe-name rule of ``gvstore.names`` (it is checked before the store is read).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from gvstore.analysis.frames import Dataset, Filters, Group
 from gvstore.analysis.specs import Spec, methods_of
 from gvstore.analysis.weights import Weigher
 from gvstore.errors import GvstoreError
+from gvstore.io import atomic_path
 from gvstore.names import check_name
 from gvstore.replay import Projections, handle
 from gvstore.store import Store
@@ -109,20 +109,12 @@ def _check_out(path: Path) -> Path:
 
 
 def _write_jsonl(path: Path, lines: Iterable[dict[str, object]]) -> int:
-    path = _check_out(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    """Write one JSON object a line, whole or not at all; returns the number of lines."""
     n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for line in lines:
-                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-                n += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(_check_out(path)) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+            n += 1
     return n
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -139,8 +140,15 @@ def verdict(lo: float, hi: float) -> str:
     return "not improvable"
 
 
+class AsDict:
+    """A result dataclass that gives itself as a plain dict (``to_dict``, in field order)."""
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(cast(Any, self))
+
+
 @dataclass
-class GapResult:
+class GapResult(AsDict):
     """One row of a gap table."""
 
     task: str
@@ -158,22 +166,24 @@ class GapResult:
     base: float
     base_lo: float
     base_hi: float
+    """mean_x acc(x), and its bootstrap interval (``_lo``, ``_hi``)."""
     reweighted: float
     reweighted_lo: float
     reweighted_hi: float
+    """mean_x acc_w(x), and its interval."""
     gap: float
     gap_lo: float
     gap_hi: float
+    """mean_x (acc_w(x) - acc(x)), and its interval."""
     rel_gap: float
     rel_gap_lo: float
     rel_gap_hi: float
+    """mean_x r(x), and its interval."""
     verdict: str
+    """From the gap's interval (``verdict``); ``unknown`` without a bootstrap."""
     resamples: int
     seed: int
     level: float
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def summarise(

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from gvstore.analysis.frames import Dataset, Group
-from gvstore.analysis.gap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, Bootstrap, Graded
+from gvstore.analysis.gap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, AsDict, Bootstrap, Graded
 from gvstore.analysis.specs import Leaf, Mean, Rule, methods_of, with_value
 from gvstore.analysis.weights import Weigher, recorded_rounds
 from gvstore.errors import GvstoreError
@@ -154,7 +154,7 @@ def sweep(
 
 
 @dataclass
-class Selection:
+class Selection(AsDict):
     """Honest and in-sample threshold choice for one group (see the module doc)."""
 
     task: str
@@ -181,9 +181,6 @@ class Selection:
     in_sample_gap_lo: float
     in_sample_gap_hi: float
     in_sample_rel_gap: float
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def select(
