@@ -79,17 +79,16 @@ def verify_cmd(
     sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
     out_folder = folder or default_folder(spec.name, method, task)
     with verify_bar(method, spec.name, task, quiet) as bar:
-        summary = verify_task(
-            get_store(ctx, store, must_exist=False), spec, method, task, sampling=sampling,
-            repeats=repeats, rounds=rounds, seed=seed, backend=backend, batch_size=batch_size,
-            generator=generator, round_=round_, models_dir=models_dir, folder=out_folder,
-            progress=bar)
+        summary = verify_task(get_store(ctx, store, must_exist=False), spec, method, task,
+                              sampling=sampling, repeats=repeats, rounds=rounds, seed=seed,
+                              backend=backend, batch_size=batch_size, generator=generator,
+                              round_=round_, models_dir=models_dir, folder=out_folder,
+                              progress=bar)
     data = summary.as_dict() | {"task": task, "folder": out_folder}
     if summary.foreign and not as_json:
-        note(
-            f"warning: the store already holds {summary.foreign} round-0 matches of "
-            f"{spec.name} on these prompts from another bracket size, seed, sampling or "
-            "template; the analysis will read both tournaments together")
+        note(f"warning: the store already holds {summary.foreign} round-0 matches of "
+             f"{spec.name} on these prompts from another bracket size, seed, sampling or "
+             "template; the analysis will read both tournaments together")
     if summary.made == 0:
         unit = "matches" if method == "tournament" else "verifications"
         emit(data, as_json, f"nothing to do: all {summary.requested} {unit} are in the store")

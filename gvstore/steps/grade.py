@@ -13,12 +13,12 @@ progress goes to a callback.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gvstore.errors import GvstoreError
 from gvstore.records import Generation, Grade, Prompt, Provenance, record_key
-from gvstore.store import Store
+from gvstore.store import Store, Writer
 from gvstore.tasks.base import Task
 from gvstore.tasks.registry import get_task, list_tasks, list_variants
 
@@ -102,27 +102,11 @@ def grade_store(
     if grader is not None and grader not in list_variants():
         raise GvstoreError(f"unknown grader {grader!r}; graders: {', '.join(list_variants())}")
     graders = {n: get_task(n, variant=grader) for n in (wanted if wanted is not None else [])}
-    known = set(list_tasks())
-
-    refs: dict[str, str] = {}
-    by_task: dict[str, list[Generation]] = {}
     summary = GradeSummary()
-    for rec in store.iter_records(kinds=("prompt", "generation")):
-        if isinstance(rec, Prompt):
-            refs[rec.id] = rec.reference
-        elif isinstance(rec, Generation):
-            if wanted is not None and rec.task not in graders:
-                continue
-            if where is not None and not where(rec):
-                continue
-            if rec.task not in known:
-                summary.unknown_tasks[rec.task] = summary.unknown_tasks.get(rec.task, 0) + 1
-                continue
-            by_task.setdefault(rec.task, []).append(rec)
+    refs, by_task = _read(store, summary, None if wanted is None else graders, where)
     for name in by_task:
         if name not in graders:
             graders[name] = get_task(name, variant=grader)
-
     for name in (wanted if wanted is not None else sorted(by_task)):
         task = graders[name]
         gens = by_task.get(name, [])
@@ -135,27 +119,55 @@ def grade_store(
         if progress is not None:
             progress(name, 0, len(todo))
         with store.writer(f"{folder_prefix}{name}", flush_records=flush_records) as w:
-            for done, key in enumerate(todo, 1):
-                gen = keyed[key]
-                ref = refs.get(gen.prompt_id)
-                if ref is None:
-                    st.no_prompt += 1
-                    continue
-                t0 = time.monotonic()
-                res = task.grade(gen.text, ref)
-                w.add(Grade(
-                    generation_id=gen.id, grader=task.grader_id, grader_version=task.version,
-                    strict=res.strict, flexible=res.flexible, extracted=res.extracted,
-                    prov=Provenance(time=time.time(), duration_s=time.monotonic() - t0),
-                ))
-                st.graded += 1
-                st.strict_sum += res.strict
-                st.flexible_sum += res.flexible
-                if progress is not None:
-                    progress(name, done, len(todo))
+            _grade(w, task, st, [keyed[k] for k in todo], refs, progress)
             summary.written += w.count
     summary.seconds = time.monotonic() - start
     return summary
+
+
+def _read(store: Store, summary: GradeSummary, wanted: Collection[str] | None,
+          where: Callable[[Generation], bool] | None
+          ) -> tuple[dict[str, str], dict[str, list[Generation]]]:
+    """Prompt references by prompt id, and the generations to grade by task (one scan);
+    generations of unregistered tasks are counted in ``summary.unknown_tasks``."""
+    known = set(list_tasks())
+    refs: dict[str, str] = {}
+    by_task: dict[str, list[Generation]] = {}
+    for rec in store.iter_records(kinds=("prompt", "generation")):
+        if isinstance(rec, Prompt):
+            refs[rec.id] = rec.reference
+        elif isinstance(rec, Generation):
+            if wanted is not None and rec.task not in wanted:
+                continue
+            if where is not None and not where(rec):
+                continue
+            if rec.task not in known:
+                summary.unknown_tasks[rec.task] = summary.unknown_tasks.get(rec.task, 0) + 1
+                continue
+            by_task.setdefault(rec.task, []).append(rec)
+    return refs, by_task
+
+
+def _grade(w: Writer, task: Task, st: TaskGradeStats, gens: Sequence[Generation],
+           refs: dict[str, str], progress: ProgressCallback | None) -> None:
+    """Grade ``gens`` (those missing a grade) with ``task``'s grader, into ``w``."""
+    for done, gen in enumerate(gens, 1):
+        ref = refs.get(gen.prompt_id)
+        if ref is None:
+            st.no_prompt += 1
+            continue
+        t0 = time.monotonic()
+        res = task.grade(gen.text, ref)
+        w.add(Grade(
+            generation_id=gen.id, grader=task.grader_id, grader_version=task.version,
+            strict=res.strict, flexible=res.flexible, extracted=res.extracted,
+            prov=Provenance(time=time.time(), duration_s=time.monotonic() - t0),
+        ))
+        st.graded += 1
+        st.strict_sum += res.strict
+        st.flexible_sum += res.flexible
+        if progress is not None:
+            progress(st.task, done, len(gens))
 
 
 def check_tasks(names: Iterable[str]) -> list[str]:
