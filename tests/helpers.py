@@ -135,6 +135,15 @@ class StoreBuilder:
         for g, s in zip(gens, scores, strict=True):
             self.verification(g, method, s, verifier=verifier, repeat=repeat, status=status)
 
+    def repeats(self, gens: Sequence[Generation], method: str,
+                per_gen: Sequence[Sequence[float | None]], *, verifier: str = "v",
+                status: str | None = None) -> None:
+        """Repeated verdicts: ``per_gen[i]`` lists the scores of repeats 0, 1, ... of
+        ``gens[i]`` (as ``verification``)."""
+        for g, reps in zip(gens, per_gen, strict=True):
+            for m, s in enumerate(reps):
+                self.verification(g, method, s, verifier=verifier, repeat=m, status=status)
+
     def match(self, p: Prompt, a: Generation, b: Generation, winner: Generation | None,
               rnd: int, bracket: int = 0, *, verifier: str = "v") -> Comparison:
         """A tournament match of ``a`` and ``b`` in round ``rnd`` of ``bracket`` (no winner:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from helpers import StoreBuilder
 
 from gvstore.analysis.corr import (
     gap_correlation,
@@ -19,9 +20,7 @@ from gvstore.analysis.corr import (
     spearman,
 )
 from gvstore.errors import GvstoreError
-from gvstore.records import Generation, Prompt, Verification, seal
 from gvstore.replay import Projections
-from gvstore.store import Store
 
 
 def test_average_ranks() -> None:
@@ -74,22 +73,12 @@ def test_undefined_is_none_not_a_crash() -> None:
 
 def _store(tmp_path: Path, scores: dict[str, list[list[float | None]]]) -> Projections:
     """One generation per position; ``scores[method][i]`` lists its repeated scores."""
-    p = seal(Prompt(task="t", item_id="0", text="q", reference="1"))
-    n = len(next(iter(scores.values())))
-    gens = [seal(Generation(prompt_id=p.id, task="t", model="g", sample_index=i, seed=i,
-                            text=f"a{i}")) for i in range(n)]
-    recs: list = [p, *gens]
+    b = StoreBuilder(tmp_path / "store")
+    gens = b.gens(b.prompt("0", text="q"), len(next(iter(scores.values()))), text="a{i}")
     for method, per_gen in scores.items():
         verifier, _, name = method.partition("/")
-        for g, reps in zip(gens, per_gen, strict=True):
-            for m, s in enumerate(reps):
-                recs.append(seal(Verification(
-                    generation_id=g.id, verifier=verifier, method=name, sample_index=m,
-                    score=s, parse_status="ok" if s is not None else "no_verdict")))
-    store = Store(tmp_path / "store")
-    with store.writer("test") as w:
-        w.extend(recs)
-    return Projections(store, cache=False)
+        b.repeats(gens, name, per_gen, verifier=verifier)
+    return b.projections(cache=False, folder="test")
 
 
 def test_score_correlations_by_hand(tmp_path: Path) -> None:

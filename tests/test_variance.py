@@ -5,28 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import StoreBuilder
 
 from gvstore.analysis.variance import variance_summary, verdict_variance
-from gvstore.records import Generation, Prompt, Verification, seal
 from gvstore.replay import Projections
-from gvstore.store import Store
 
 
 def _store(tmp_path: Path, verdicts: dict[str, list[list[float | None]]]) -> Projections:
-    p = seal(Prompt(task="t", item_id="0", text="q", reference="1"))
-    n = len(next(iter(verdicts.values())))
-    gens = [seal(Generation(prompt_id=p.id, task="t", model="g", sample_index=i, seed=i,
-                            text=f"a{i}")) for i in range(n)]
-    recs: list = [p, *gens]
+    """One generation per position; ``verdicts[method][i]`` lists its repeated scores by v
+    (recorded "ok", null or not)."""
+    b = StoreBuilder(tmp_path / "store")
+    gens = b.gens(b.prompt("0", text="q"), len(next(iter(verdicts.values()))), text="a{i}")
     for method, per_gen in verdicts.items():
-        for g, reps in zip(gens, per_gen, strict=True):
-            for m, s in enumerate(reps):
-                recs.append(seal(Verification(generation_id=g.id, verifier="v", method=method,
-                                              sample_index=m, score=s)))
-    store = Store(tmp_path / "store")
-    with store.writer("test") as w:
-        w.extend(recs)
-    return Projections(store, cache=False)
+        b.repeats(gens, method, per_gen, status="ok")
+    return b.projections(cache=False, folder="test")
 
 
 def test_variance_by_hand(tmp_path: Path) -> None:
