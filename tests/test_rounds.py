@@ -91,7 +91,8 @@ def test_round_mistakes_are_one_line_errors(name: str, tmp_path: Path) -> None:
 
 
 def test_chain_rounds_and_files(tmp_path: Path) -> None:
-    params = load(_write(tmp_path, {"rounds.dir": "x/rounds"}))
+    params = load(_write(tmp_path, {"rounds.dir": "x/rounds", "rounds.folders": {
+        M0: f"data/models/{M0}", M1: f"x/rounds/models/{M1}", M2: f"x/rounds/models/{M2}"}}))
     validate(params, check_data=False)
     r = params.rounds
     assert r.chain() == [M0, M1, M2]
@@ -137,7 +138,7 @@ def test_dvc_unrolls_the_rounds(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=True).stdout.split()
     assert len(out) == 28
     for step in ("generate", "grade", "verify"):
-        assert f"r0-{step}@{M0}" in out
+        assert f"round-{step}@{M0}" in out
     for m in (M1, M2):
         for step in ("filter", "finetune", "generate", "grade", "verify"):
             assert f"round-{step}@{m}" in out
@@ -145,7 +146,7 @@ def test_dvc_unrolls_the_rounds(tmp_path: Path) -> None:
     dag = subprocess.run(["dvc", "dag", "--dot", f"round-generate@{M2}"], cwd=root, env=env,
                          capture_output=True, text=True, check=True).stdout
     for stage in (f"round-finetune@{M2}", f"round-filter@{M2}", f"round-verify@{M1}",
-                  f"round-finetune@{M1}", f"r0-verify@{M0}", f"prepare-model@{M0}"):
+                  f"round-finetune@{M1}", f"round-verify@{M0}", f"prepare-model@{M0}"):
         assert stage in dag
     # The default params run no round stage.
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
@@ -160,7 +161,9 @@ ROUNDS = {
     "study": {"methods": ["mc"]},
     "report": {"specs": ["mc:quantile=0.5"], "sweeps": ["mc:quantile"]},
     "rounds": {
-        "start": [M0], "steps": {M1: M0}, "verifier": "self", "filter": "mc:quantile=0.5",
+        "start": [M0], "steps": {M1: M0}, "folders": {M0: f"data/models/{M0}",
+                                                      M1: f"data/rounds/models/{M1}"},
+        "verifier": "self", "filter": "mc:quantile=0.5",
         "update": "sft", "preset": "cpu", "threads": 1,
         "hyperparameters": {"steps": 2, "batch_size": 2, "micro_batch_size": 2,
                             "max_length": 256, "learning_rate": 1.0e-4},

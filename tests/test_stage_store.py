@@ -25,6 +25,7 @@ from gvstore.tasks import get_task
 REPO = Path(__file__).resolve().parents[1]
 M0, M1 = "smollm2-135m-instruct", "smollm2-135m-instruct-r1"
 STORE = "elsewhere/records"  # not data/store
+FOLDERS = {M0: f"data/models/{M0}", M1: f"data/rounds/models/{M1}"}  # rounds.folders
 
 
 def _stage(name: str) -> ModuleType:
@@ -54,14 +55,13 @@ def test_every_stage_command_passes_the_params_file_and_its_outs_are_in_base_sto
     root.mkdir()
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     _params(root, {"base": {"store": STORE},
-                   "rounds": {"start": [M0], "steps": {M1: M0}}})
+                   "rounds": {"start": [M0], "steps": {M1: M0}, "folders": FOLDERS}})
     (root / ".dvc").mkdir()
     (root / ".dvc" / "config").write_text("[core]\n    no_scm = true\n")
     stages = Repo(str(root)).index.stages
     names = {s.name.split("@")[0] for s in stages}
-    assert names == {"prepare-model", "generate", "grade", "verify", "weights", "r0-generate",
-                     "r0-grade", "r0-verify", "round-filter", "round-finetune",
-                     "round-generate", "round-grade", "round-verify", "report"}
+    assert names == {"prepare-model", "generate", "grade", "verify", "weights", "round-filter",
+                     "round-finetune", "round-generate", "round-grade", "round-verify", "report"}
     in_store = 0
     for s in stages:
         script, *args = s.cmd.split()[1:]
@@ -148,7 +148,8 @@ SMALL_ALL = {
     "report": {"specs": ["mc:quantile=0.5", "tournament:rounds=1"], "sweeps": ["mc:quantile"],
                "passk": [1, 2], "resamples": 50},
     "rounds": {
-        "start": [M0], "steps": {M1: M0}, "verifier": "self", "filter": "mc:quantile=0.5",
+        "start": [M0], "steps": {M1: M0}, "folders": FOLDERS, "verifier": "self",
+        "filter": "mc:quantile=0.5",
         "update": "sft", "preset": "cpu", "threads": 1,
         "hyperparameters": {"steps": 2, "batch_size": 2, "micro_batch_size": 2,
                             "max_length": 256, "learning_rate": 1.0e-4},
@@ -167,7 +168,7 @@ def test_every_stage_writes_its_declared_outs_with_a_non_default_store(
     out = repro(root, env={"GVSTORE_STORE": str(decoy)})  # the stages must not follow it
     assert out.returncode == 0, out.stdout + out.stderr
     stages = Repo(str(root)).index.stages
-    assert len(stages) == 15  # 1+1+1+2+1, r0 x3, round x5, report
+    assert len(stages) == 15  # 1+1+1+2+1, round 0 x3, round 1 x5, report
     for s in stages:
         for o in s.outs:
             assert (root / str(o.def_path)).exists(), f"{s.name}: {o.def_path} missing"
