@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import StoreBuilder
 from typer.testing import CliRunner
 
 from gvstore.cli.app import app
 from gvstore.errors import GvstoreError
-from gvstore.records import Generation, Grade, Prompt, seal
+from gvstore.records import Generation, Grade
 from gvstore.steps.grade import grade_key, grade_store
 from gvstore.store import Store
 from gvstore.tasks import get_task
@@ -204,19 +205,13 @@ def test_variant_registry() -> None:
 
 
 def _gsm8k_store(root: Path) -> tuple[Store, list[Generation]]:
-    store = Store(root)
+    b = StoreBuilder(root, "gsm8k")
     # A prompt record made here (the 4-shot rendering would need the shared GSM8K files).
     item = _item()
-    prompt = seal(Prompt(task="gsm8k", item_id=item.item_id, text=item.question,
-                         reference=item.reference))
+    prompt = b.prompt(item.item_id, text=item.question, reference=item.reference)
     texts = ["The answer is 1000 or 1001.", "The answer is 18", "The answer is 1000."]
-    gens = [seal(Generation(prompt_id=prompt.id, task="gsm8k", model="m", sample_index=i,
-                            seed=0, text=t)) for i, t in enumerate(texts)]
-    with store.writer("generate") as w:
-        w.add(prompt)
-        for g in gens:
-            w.add(g)
-    return store, gens
+    gens = [b.generation(prompt, i, t, model="m", seed=0) for i, t in enumerate(texts)]
+    return b.write("generate"), gens
 
 
 def _item() -> Item:
