@@ -67,11 +67,6 @@ class Method:
         """One verification per generation is all it makes (no sampling, no repeats)."""
         return self.call == "loglik"
 
-    @property
-    def record_kind(self) -> str:
-        """The kind of record the method writes."""
-        return "comparison" if self.call == "pairwise" else "verification"
-
     def template(self, family: str, kind: str = "instruct") -> Template:
         """The template for task ``family`` and a verifier of model ``kind``."""
         t = self.templates.get(family) or self.templates["generic"]

@@ -53,6 +53,7 @@ def method_names() -> tuple[str, ...]:
 
 
 def is_method(name: str) -> bool:
+    """Whether ``name`` is a registered method."""
     _load()
     return name in _METHODS
 
