@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import StoreBuilder, make_project, merge, repro
 
-from gvstore.records import Generation, Grade, seal
+from gvstore.records import Grade
 from gvstore.store import Store
 from gvstore.tasks import get_task
 
@@ -37,8 +38,6 @@ def _stage(name: str) -> ModuleType:
 
 
 def _params(root: Path, over: dict[str, Any]) -> Path:
-    from helpers import merge
-
     params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), over)
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
@@ -112,15 +111,14 @@ def test_grade_stage_writes_into_base_store(tmp_path: Path, _isolated_store: Pat
     _params(tmp_path, {"base": {"store": STORE}})
     arith = get_task("arith")
     expected = []
-    with Store(tmp_path / STORE).writer("generate/arith") as w:
-        for i, item in enumerate(arith.items()[:2]):
-            p = seal(arith.prompt_record(item))
-            w.add(p)
-            for j, (text, strict) in enumerate([(f"The answer is {item.reference}.", 1.0),
-                                                 ("The answer is 123456.", 0.0)]):
-                w.add(Generation(prompt_id=p.id, task="arith", model="m", sample_index=j,
-                                 seed=i, text=text))
-                expected.append(strict)
+    b = StoreBuilder(tmp_path / STORE, "arith")
+    for i, item in enumerate(arith.items()[:2]):
+        p = b.add(arith.prompt_record(item))
+        for j, (text, strict) in enumerate([(f"The answer is {item.reference}.", 1.0),
+                                             ("The answer is 123456.", 0.0)]):
+            b.generation(p, j, text, model="m", seed=i)
+            expected.append(strict)
+    b.write("generate/arith")
     grade = _stage("grade")
     assert grade.main(["--params", "params.yaml", "--task", "arith"]) == 0
     store = Store(tmp_path / STORE)
@@ -161,7 +159,6 @@ SMALL_ALL = {
 def test_every_stage_writes_its_declared_outs_with_a_non_default_store(
         tmp_path: Path, prepared_models: Path) -> None:
     from dvc.repo import Repo
-    from helpers import make_project, repro
 
     decoy = tmp_path / "decoy-store"
     root = make_project(tmp_path / "p", prepared_models, SMALL_ALL)
