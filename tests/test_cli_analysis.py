@@ -1,4 +1,4 @@
-"""The analysis commands through a Typer app built the way ``gvstore.cli`` registers them."""
+"""The analysis commands (gap, sweep, cross, weights, export) through the real ``gvstore`` app."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from gvstore import synth
-from gvstore.cli.analysis import register
-from gvstore.cli.app import _Group, _root
+from gvstore.cli.app import app as gvstore_app
 from gvstore.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,10 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
-    a = typer.Typer(cls=_Group)
-    a.callback()(_root)
-    register(a)
-    return a
+    return gvstore_app
 
 
 @pytest.fixture
@@ -49,7 +45,21 @@ def test_gap_json(app: typer.Typer, store: Path) -> None:
     for r in rows:
         assert r["prompts"] == 40 and r["generations"] == 320
         assert r["gap_lo"] <= r["gap"] <= r["gap_hi"]
-        assert r["verdict"] in ("improvable", "not improvable", "worse")
+    # the verdict reads the gap's interval (docs/metrics.md), computed here on the same store
+    from gvstore.analysis.frames import Dataset
+    from gvstore.analysis.gap import gap_table
+    from gvstore.analysis.specs import parse
+    from gvstore.replay import Projections
+
+    want = gap_table(Dataset(Projections(Store(store))),
+                     [parse("mc:quantile=0.8"), parse("cot_score:tau=8")], resamples=200)
+    assert [r["verdict"] for r in rows] == [w.verdict for w in want]
+    # the simulated verifier separates right from wrong (discrimination 1.5): both gaps > 0
+    assert [w.verdict for w in want] == ["improvable", "improvable"]
+    for r in rows:
+        lo, hi = r["gap_lo"], r["gap_hi"]
+        assert r["verdict"] == ("improvable" if lo > 0 else "worse" if hi < 0
+                                else "not improvable")
     code2, out2 = run(app, store, "gap", "mc:quantile=0.8", "cot_score:tau=8", "--json",
                       "--resamples", "200")
     assert out2 == out  # seeded: same output

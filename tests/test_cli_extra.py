@@ -1,33 +1,20 @@
-"""``passk``, ``corr``, ``variance`` and ``scaling`` through a Typer app, parsing ``--json``."""
+"""``passk``, ``corr``, ``variance`` and ``scaling`` through the real ``gvstore`` app, parsing
+``--json``; errors as users see them: one line on stderr, exit status 1."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
 
 import pytest
-import typer
+from helpers import StoreBuilder
 from typer.testing import CliRunner
 
-from gvstore.cli.metrics import corr_cmd, parse_ks, passk_cmd, scaling_cmd, variance_cmd
+from gvstore.cli.app import app
+from gvstore.cli.metrics import parse_ks
 from gvstore.errors import GvstoreError
-from gvstore.records import Generation, Grade, Prompt, Verification, seal
 from gvstore.store import Store
 from gvstore.synth import SynthConfig, generate
-
-app = typer.Typer()
-
-
-@app.callback()
-def _root(ctx: typer.Context, store: Annotated[Path, typer.Option("--store")]) -> None:
-    ctx.obj = {"store": store}  # as gvstore/cli/app.py's _root does
-
-
-app.command("passk")(passk_cmd)
-app.command("corr")(corr_cmd)
-app.command("variance")(variance_cmd)
-app.command("scaling")(scaling_cmd)
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -39,31 +26,34 @@ def _run(store: Path, *args: str) -> dict:
     return json.loads(res.stdout)
 
 
+def _error(store: Path, *args: str) -> str:
+    """The one line a user sees on stderr when the command fails (exit status 1)."""
+    res = runner.invoke(app, ["--store", str(store), *args])
+    assert res.exit_code == 1, (res.output, res.exception)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert "Traceback" not in res.output
+    return lines[0]
+
+
 def _hand_store(root: Path) -> Path:
     """Two prompts of task t by generator g. Prompt a: 3 samples, 1 correct (strict; the
     second is correct under flexible); prompt b: 2 samples, both wrong. Verifier v scores
     every sample with mc, and twice with cot_binary."""
-    recs: list = []
     utils = {"a": [(1.0, 1.0), (0.0, 1.0), (0.0, 0.0)], "b": [(0.0, 0.0), (0.0, 0.0)]}
     mc = {"a": [0.9, 0.6, 0.2], "b": [0.4, 0.1]}
     binary: dict[str, list[tuple[float | None, ...]]] = {
         "a": [(1.0, 1.0), (1.0, 0.0), (0.0, 0.0)], "b": [(1.0, None), (0.0, 0.0)]}
+    b = StoreBuilder(root)
     for item, us in utils.items():
-        p = seal(Prompt(task="t", item_id=item, text=f"question {item}", reference="1"))
-        recs.append(p)
+        p = b.prompt(item)
         for i, (strict, flexible) in enumerate(us):
-            g = seal(Generation(prompt_id=p.id, task="t", model="g", sample_index=i, seed=i,
-                                text=f"{item}{i}"))
-            recs += [g, seal(Grade(generation_id=g.id, grader="t", strict=strict,
-                                   flexible=flexible))]
-            recs.append(seal(Verification(generation_id=g.id, verifier="v", method="mc",
-                                          score=mc[item][i])))
+            g = b.generation(p, i, f"{item}{i}")
+            b.grade(g, strict, flexible)
+            b.verification(g, "mc", mc[item][i])
             for m, s in enumerate(binary[item][i]):
-                recs.append(seal(Verification(generation_id=g.id, verifier="v",
-                                              method="cot_binary", sample_index=m, score=s)))
-    store = Store(root)
-    with store.writer("test") as w:
-        w.extend(recs)
+                b.verification(g, "cot_binary", s, repeat=m, status="ok")
+    b.write("test")
     return root
 
 
@@ -99,10 +89,8 @@ def test_passk_plot_table_and_errors(tmp_path: Path) -> None:
     assert data["plot"] == str(plot) and plot.read_bytes().startswith(PNG)
     res = runner.invoke(app, ["--store", str(store), "passk", "--k", "1,2"])
     assert res.exit_code == 0 and "pass@k" in res.stdout
-    res = runner.invoke(app, ["--store", str(store), "passk", "--task", "other"])
-    assert isinstance(res.exception, GvstoreError) and "no graded" in str(res.exception)
-    res = runner.invoke(app, ["--store", str(tmp_path / "absent"), "passk"])
-    assert isinstance(res.exception, GvstoreError) and "no store" in str(res.exception)
+    assert "no graded" in _error(store, "passk", "--task", "other")
+    assert "no store" in _error(tmp_path / "absent", "passk")
 
 
 def test_corr_json_by_hand(tmp_path: Path) -> None:
@@ -137,9 +125,7 @@ def test_corr_plots_and_one_pair_error(tmp_path: Path) -> None:
     data = _run(store, "corr", "--plot", str(plot), "--heatmap", str(heat))
     assert plot.read_bytes().startswith(PNG) and heat.read_bytes().startswith(PNG)
     assert data["heatmap"] == str(heat)
-    res = runner.invoke(app, ["--store", str(store), "corr", "--method", "mc"])
-    assert isinstance(res.exception, GvstoreError) and "two (verifier, method)" in str(
-        res.exception)
+    assert "two (verifier, method)" in _error(store, "corr", "--method", "mc")
 
 
 def test_variance_json_by_hand(tmp_path: Path) -> None:
@@ -158,8 +144,8 @@ def test_variance_json_by_hand(tmp_path: Path) -> None:
     plot = tmp_path / "var.png"
     _run(store, "variance", "--plot", str(plot))
     assert plot.read_bytes().startswith(PNG)
-    res = runner.invoke(app, ["--store", str(store), "variance", "--verifier", "nobody"])
-    assert isinstance(res.exception, GvstoreError)
+    assert _error(store, "variance", "--verifier", "nobody") == (
+        "error: no mc or cot_binary verifications match the filters")
 
 
 def test_scaling_json(tmp_path: Path) -> None:
@@ -184,8 +170,7 @@ def test_scaling_json(tmp_path: Path) -> None:
     assert fit["r2"] == pytest.approx(1 - sum(r * r for r in resid) / sst)
     assert [p["log10_flops"] for p in data["points"]] == pytest.approx([20, 21, 22])
     assert plot.read_bytes().startswith(PNG)
-    res = runner.invoke(app, ["--store", str(tmp_path), "scaling", "--models", str(models)])
-    assert isinstance(res.exception, GvstoreError) and "exactly one" in str(res.exception)
+    assert "exactly one" in _error(tmp_path, "scaling", "--models", str(models))
 
 
 def test_scaling_from_the_store(tmp_path: Path) -> None:

@@ -108,7 +108,7 @@ def test_console_script_and_debug_traceback(tmp_path: Path) -> None:
 
 
 def _imported_after(stmt: str) -> list[str]:
-    heavy = ("torch", "vllm", "transformers", "trl", "polars")
+    heavy = ("torch", "vllm", "transformers", "trl", "polars", "numpy", "matplotlib")
     code = f"import sys; {stmt}; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return out.stdout.split()
@@ -117,5 +117,5 @@ def _imported_after(stmt: str) -> list[str]:
 def test_import_gvstore_stays_light() -> None:
     # Records and the store import nothing heavier than msgspec and zstandard.
     assert _imported_after("import gvstore.records, gvstore.store, gvstore.digest") == []
-    # The CLI never imports a model stack just to start.
-    assert set(_imported_after("import gvstore.cli.app")) <= {"polars"}
+    # The CLI imports neither a model stack nor the analysis stack just to start.
+    assert _imported_after("import gvstore.cli.app") == []

@@ -3,79 +3,52 @@
 Every command reads the store's projections (cached), applies the filters (``--task``,
 ``--generator``, ``--verifier``, ``--round``, each repeatable) and prints tables, or JSON with
 ``--json``. ``docs/metrics.md`` defines every number. Register with ``register(app)``.
+Nothing heavy is imported until a command runs (``gvstore --help`` loads no polars or numpy).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
-from gvstore.analysis.frames import Dataset, Filters
-from gvstore.analysis.gap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, gap_table
-from gvstore.analysis.specs import Leaf, Mean, Spec, SpecError, parse, parse_template
-from gvstore.cli.options import JsonOpt, get_store
+from gvstore.analysis import DEFAULT_LEVEL, DEFAULT_RESAMPLES
+from gvstore.analysis.specs import parse, parse_template
+from gvstore.cli.options import (
+    GeneratorOpt,
+    GraderOpt,
+    JsonOpt,
+    PlotOpt,
+    RoundOpt,
+    StoreOpt,
+    TaskOpt,
+    UtilityOpt,
+    VerifierOpt,
+    get_store,
+    make_filters,
+)
 from gvstore.errors import GvstoreError
-from gvstore.output import emit, error_block, fmt, table
-from gvstore.replay import Projections
-from gvstore.store import Store
+from gvstore.output import emit, fmt, table
 
-TaskOpt = Annotated[list[str] | None, typer.Option(
-    "--task", "-t", help="Only this task (repeatable).", show_default=False)]
-GeneratorOpt = Annotated[list[str] | None, typer.Option(
-    "--generator", "-g", help="Only this generator model (repeatable).", show_default=False)]
-VerifierOpt = Annotated[list[str] | None, typer.Option(
-    "--verifier", "-v", help="Only this verifier model (repeatable).", show_default=False)]
-RoundOpt = Annotated[list[int] | None, typer.Option(
-    "--round", "-r", help="Only this self-improvement round (repeatable).",
-    show_default=False)]
-UtilityOpt = Annotated[str, typer.Option(
-    "--utility", "-u", help="Ground truth: strict or flexible answer match.")]
-GraderOpt = Annotated[str | None, typer.Option(
-    "--grader", help="Use this grader's grades (needed only if several graded).",
-    show_default=False)]
+if TYPE_CHECKING:
+    from gvstore.analysis.frames import Dataset, Filters
+
 ResamplesOpt = Annotated[int, typer.Option(
     "--resamples", help="Bootstrap resamples over prompts (0: no intervals).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
 LevelOpt = Annotated[float, typer.Option("--level", help="Confidence level of intervals.")]
-PlotOpt = Annotated[Path | None, typer.Option(
-    "--plot", help="Also write a PNG plot here.", show_default=False)]
 
 
-def _spec(text: str) -> Spec:
-    try:
-        return parse(text)
-    except SpecError as exc:
-        _spec_error(exc)
+def dataset(ctx: typer.Context, store: Path | None, utility: str | None, filters: Filters,
+            grader: str | None = None) -> Dataset:
+    """The filtered view of the command's store (which must exist)."""
+    from gvstore.analysis.frames import Dataset
+    from gvstore.replay import Projections
 
-
-def _template(text: str) -> Leaf | Mean:
-    try:
-        return parse_template(text)
-    except SpecError as exc:
-        _spec_error(exc)
-
-
-def _spec_error(exc: SpecError) -> NoReturn:
-    """Print the message with its caret line (the root's one-line rule would flatten it)."""
-    error_block(exc)  # unwrapped, so the caret stays under the fault
-    raise typer.Exit(1) from None
-
-
-def _filters(task: list[str] | None, generator: list[str] | None,
-             verifier: list[str] | None, rnd: list[int] | None) -> Filters:
-    return Filters(tasks=tuple(task or ()), generators=tuple(generator or ()),
-                   verifiers=tuple(verifier or ()), rounds=tuple(rnd or ()))
-
-
-def _dataset(ctx: typer.Context, utility: str | None, filters: Filters,
-             grader: str | None = None) -> tuple[Store, Dataset]:
-    store = get_store(ctx)
-    if not store.root.exists():
-        raise GvstoreError(f"no store at {store.root} (set --store or GVSTORE_STORE)")
-    return store, Dataset(Projections(store), utility=utility, filters=filters, grader=grader)
+    proj = Projections(get_store(ctx, store))
+    return Dataset(proj, utility=utility, filters=filters, grader=grader)
 
 
 def _ci(x: float, lo: float, hi: float) -> Text:
@@ -90,6 +63,10 @@ def _nothing(what: str) -> GvstoreError:
     return GvstoreError(f"no graded generations with {what} match the filters")
 
 
+def _plot_note(plot: Path | None, as_json: bool) -> list[object]:
+    return [f"plot written to {plot}"] if plot is not None and not as_json else []
+
+
 def gap_cmd(
     ctx: typer.Context,
     specs: Annotated[list[str], typer.Argument(
@@ -97,12 +74,14 @@ def gap_cmd(
     task: TaskOpt = None, generator: GeneratorOpt = None, verifier: VerifierOpt = None,
     rnd: RoundOpt = None, utility: UtilityOpt = "strict", grader: GraderOpt = None,
     resamples: ResamplesOpt = DEFAULT_RESAMPLES, seed: SeedOpt = 0,
-    level: LevelOpt = DEFAULT_LEVEL, as_json: JsonOpt = False,
+    level: LevelOpt = DEFAULT_LEVEL, store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Base accuracy, reweighted accuracy, gap and relative gap of each spec, with bootstrap
     intervals over prompts and an improvability verdict."""
-    parsed = [_spec(s) for s in specs]
-    _, ds = _dataset(ctx, utility, _filters(task, generator, verifier, rnd), grader)
+    from gvstore.analysis.gap import gap_table
+
+    parsed = [parse(s) for s in specs]
+    ds = dataset(ctx, store, utility, make_filters(task, generator, verifier, rnd), grader)
     rows = gap_table(ds, parsed, resamples=resamples, seed=seed, level=level)
     if not rows:
         raise _nothing("verifications for these specs")
@@ -137,41 +116,8 @@ def _values(values: str | None, span: str | None) -> list[float] | None:
     return None
 
 
-def sweep_cmd(
-    ctx: typer.Context,
-    template: Annotated[str, typer.Argument(
-        help="What to sweep: a spec without its value, e.g. mc:quantile, cot_score:tau, "
-        "tournament:rounds, 'mean(mc,cot_score):quantile'.")],
-    values: Annotated[str | None, typer.Option(
-        "--values", help="Comma-separated values to try.", show_default=False)] = None,
-    span: Annotated[str | None, typer.Option(
-        "--range", help="START:STOP:N evenly spaced values.", show_default=False)] = None,
-    select_on: Annotated[str | None, typer.Option(
-        "--select-on", help="Honest choice: pick the value maximising gap or rel_gap on a "
-        "random part of the prompts and report its gap on the rest.",
-        show_default=False)] = None,
-    select_fraction: Annotated[float, typer.Option(
-        "--select-fraction", help="Share of prompts used to pick the value.")] = 0.5,
-    select_seed: Annotated[int, typer.Option(
-        "--select-seed", help="Seed of the prompt split.")] = 0,
-    task: TaskOpt = None, generator: GeneratorOpt = None, verifier: VerifierOpt = None,
-    rnd: RoundOpt = None, utility: UtilityOpt = "strict", grader: GraderOpt = None,
-    resamples: ResamplesOpt = DEFAULT_RESAMPLES, seed: SeedOpt = 0,
-    level: LevelOpt = DEFAULT_LEVEL, plot: PlotOpt = None, as_json: JsonOpt = False,
-) -> None:
-    """Gap and relative gap over a range of thresholds, quantiles or tournament rounds."""
-    from gvstore.analysis.sweep import plot_sweep, select, sweep
-
-    tmpl = _template(template)
-    vals = _values(values, span)
-    _, ds = _dataset(ctx, utility, _filters(task, generator, verifier, rnd), grader)
-    results = sweep(ds, tmpl, vals, resamples=resamples, seed=seed, level=level)
-    if not results:
-        raise _nothing(f"verifications for {tmpl}")
-    chosen = [select(r, tmpl, metric=select_on, fraction=select_fraction, seed=select_seed,
-                     resamples=resamples, level=level) for r in results] if select_on else []
-    if plot is not None:
-        plot_sweep(results, plot)
+def _sweep_tables(results: list[Any], chosen: list[Any]) -> list[object]:
+    """One table per sweep, then one per honest choice (held-out against in-sample)."""
     renders: list[object] = []
     for r in results:
         renders.append(table(
@@ -193,11 +139,50 @@ def sweep_cmd(
                  c.in_sample_value, _ci(c.in_sample_gap, c.in_sample_gap_lo,
                                         c.in_sample_gap_hi), c.in_sample_rel_gap,
                  c.select_prompts + c.eval_prompts]]))
-    if plot is not None and not as_json:
-        renders.append(f"plot written to {plot}")
+    return renders
+
+
+def sweep_cmd(
+    ctx: typer.Context,
+    template: Annotated[str, typer.Argument(
+        help="What to sweep: a spec without its value, e.g. mc:quantile, cot_score:tau, "
+        "tournament:rounds, 'mean(mc,cot_score):quantile'.")],
+    values: Annotated[str | None, typer.Option(
+        "--values", help="Comma-separated values to try.", show_default=False)] = None,
+    span: Annotated[str | None, typer.Option(
+        "--range", help="START:STOP:N evenly spaced values.", show_default=False)] = None,
+    select_on: Annotated[str | None, typer.Option(
+        "--select-on", help="Honest choice: pick the value maximising gap or rel_gap on a "
+        "random part of the prompts and report its gap on the rest.",
+        show_default=False)] = None,
+    select_fraction: Annotated[float, typer.Option(
+        "--select-fraction", help="Share of prompts used to pick the value.")] = 0.5,
+    select_seed: Annotated[int, typer.Option(
+        "--select-seed", help="Seed of the prompt split.")] = 0,
+    task: TaskOpt = None, generator: GeneratorOpt = None, verifier: VerifierOpt = None,
+    rnd: RoundOpt = None, utility: UtilityOpt = "strict", grader: GraderOpt = None,
+    resamples: ResamplesOpt = DEFAULT_RESAMPLES, seed: SeedOpt = 0,
+    level: LevelOpt = DEFAULT_LEVEL, plot: PlotOpt = None, store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Gap and relative gap over a range of thresholds, quantiles or tournament rounds."""
+    from gvstore.analysis.plots import sweep_figure
+    from gvstore.analysis.sweep import select, sweep
+
+    tmpl = parse_template(template)
+    vals = _values(values, span)
+    ds = dataset(ctx, store, utility, make_filters(task, generator, verifier, rnd), grader)
+    results = sweep(ds, tmpl, vals, resamples=resamples, seed=seed, level=level)
+    if not results:
+        raise _nothing(f"verifications for {tmpl}")
+    chosen = [select(r, tmpl, metric=select_on, fraction=select_fraction, seed=select_seed,
+                     resamples=resamples, level=level) for r in results] if select_on else []
+    if plot is not None:
+        sweep_figure(results, plot)
     emit({"sweeps": [r.to_dict() for r in results],
           "selection": [c.to_dict() for c in chosen],
-          "plot": str(plot) if plot is not None else None}, as_json, *renders)
+          "plot": str(plot) if plot is not None else None}, as_json,
+         *_sweep_tables(results, chosen), *_plot_note(plot, as_json))
 
 
 def cross_cmd(
@@ -208,20 +193,22 @@ def cross_cmd(
     task: TaskOpt = None, generator: GeneratorOpt = None, verifier: VerifierOpt = None,
     rnd: RoundOpt = None, utility: UtilityOpt = "strict", grader: GraderOpt = None,
     resamples: ResamplesOpt = DEFAULT_RESAMPLES, seed: SeedOpt = 0,
-    level: LevelOpt = DEFAULT_LEVEL, plot: PlotOpt = None, as_json: JsonOpt = False,
+    level: LevelOpt = DEFAULT_LEVEL, plot: PlotOpt = None, store: StoreOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Cross-verification matrix: the gap of one spec per (generator, verifier) pair."""
-    from gvstore.analysis.cross import METRICS, cross_matrices, plot_cross
+    from gvstore.analysis.cross import METRICS, cross_matrices
+    from gvstore.analysis.plots import cross_figure
 
     if metric not in METRICS:
         raise GvstoreError(f"--metric takes one of {', '.join(METRICS)}, not {metric!r}")
-    parsed = _spec(spec)
-    _, ds = _dataset(ctx, utility, _filters(task, generator, verifier, rnd), grader)
+    parsed = parse(spec)
+    ds = dataset(ctx, store, utility, make_filters(task, generator, verifier, rnd), grader)
     mats = cross_matrices(ds, parsed, resamples=resamples, seed=seed, level=level)
     if not mats:
         raise _nothing(f"verifications for {parsed}")
     if plot is not None:
-        plot_cross(mats, plot, metric)
+        cross_figure(mats, plot, metric)
     renders: list[object] = []
     for m in mats:
         rows = []
@@ -240,10 +227,9 @@ def cross_cmd(
         renders.append(table(f"{metric} of {m.spec}: {m.task}, round {m.round} "
                              "(rows: generator, columns: verifier)",
                              ["generator \\ verifier", *m.verifiers], rows))
-    if plot is not None and not as_json:
-        renders.append(f"plot written to {plot}")
     emit({"metric": metric, "matrices": [m.to_dict() for m in mats],
-          "plot": str(plot) if plot is not None else None}, as_json, *renders)
+          "plot": str(plot) if plot is not None else None}, as_json, *renders,
+         *_plot_note(plot, as_json))
 
 
 def weights_cmd(
@@ -252,15 +238,14 @@ def weights_cmd(
     folder: Annotated[str, typer.Option(
         "--folder", help="Store folder the weight records go to.")] = "weights",
     task: TaskOpt = None, generator: GeneratorOpt = None, verifier: VerifierOpt = None,
-    rnd: RoundOpt = None, as_json: JsonOpt = False,
+    rnd: RoundOpt = None, store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Write Weight records (one per generation, spec and verifier); skips those present."""
     from gvstore.analysis.weights import materialise
 
-    parsed = [_spec(s) for s in specs]
-    store, _ = _dataset(ctx, None, Filters())
-    rep = materialise(store, parsed, filters=_filters(task, generator, verifier, rnd),
-                      folder=folder)
+    parsed = [parse(s) for s in specs]
+    rep = materialise(get_store(ctx, store), parsed,
+                      filters=make_filters(task, generator, verifier, rnd), folder=folder)
     data = {"specs": [str(s) for s in parsed], "computed": rep.computed,
             "written": rep.written, "present": rep.present, "folder": folder}
     emit(data, as_json, f"weights: {rep.computed} computed, {rep.written} written, "
@@ -273,14 +258,15 @@ SpecOpt = Annotated[str, typer.Option("--spec", help="The filter spec that selec
 OutOpt = Annotated[Path, typer.Option("--out", help="JSONL file to write (atomically).")]
 
 
-def _export(ctx: typer.Context, kind: str, spec: str, out: Path, filters: Filters,
-            as_json: bool) -> None:
+def _export(ctx: typer.Context, store: Path | None, kind: str, spec: str, out: Path,
+            filters: Filters, as_json: bool) -> None:
     from gvstore.analysis.export import export_pairs, export_sft
+    from gvstore.replay import Projections
 
-    parsed = _spec(spec)
-    store, ds = _dataset(ctx, None, filters)
+    parsed = parse(spec)
+    st = get_store(ctx, store)
     fn = export_sft if kind == "sft" else export_pairs
-    rep = fn(store, parsed, out, filters=filters, proj=ds.proj)
+    rep = fn(st, parsed, out, filters=filters, proj=Projections(st))
     emit(rep.to_dict(), as_json,
          f"{kind}: wrote {rep.lines} lines for {rep.prompts} prompts to {rep.path} "
          f"({rep.skipped_prompts} prompts gave nothing; verifier {rep.verifier})")
@@ -290,20 +276,20 @@ def _export(ctx: typer.Context, kind: str, spec: str, out: Path, filters: Filter
 def export_sft_cmd(
     ctx: typer.Context, spec: SpecOpt, out: OutOpt,
     task: TaskOpt = None, generator: GeneratorOpt = None, verifier: VerifierOpt = None,
-    rnd: RoundOpt = None, as_json: JsonOpt = False,
+    rnd: RoundOpt = None, store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """The kept (prompt, generation) pairs as chat-format JSONL, with their weights."""
-    _export(ctx, "sft", spec, out, _filters(task, generator, verifier, rnd), as_json)
+    _export(ctx, store, "sft", spec, out, make_filters(task, generator, verifier, rnd), as_json)
 
 
 @export_app.command("pairs")
 def export_pairs_cmd(
     ctx: typer.Context, spec: SpecOpt, out: OutOpt,
     task: TaskOpt = None, generator: GeneratorOpt = None, verifier: VerifierOpt = None,
-    rnd: RoundOpt = None, as_json: JsonOpt = False,
+    rnd: RoundOpt = None, store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """(prompt, chosen, rejected) preference pairs, chosen and rejected by the verifier only."""
-    _export(ctx, "pairs", spec, out, _filters(task, generator, verifier, rnd), as_json)
+    _export(ctx, store, "pairs", spec, out, make_filters(task, generator, verifier, rnd), as_json)
 
 
 def register(app: typer.Typer) -> None:

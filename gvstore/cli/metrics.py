@@ -1,4 +1,5 @@
-"""``gvstore passk | corr | variance | scaling``: the analyses beyond the gap.
+"""``gvstore passk | corr | variance``: the analyses beyond the gap (``scaling`` is in
+``gvstore/cli/scaling.py``).
 
 Plain command functions; ``gvstore/cli/app.py`` registers them on the root app. Every command reads
 the store's projections, never a model. Filters repeat (``--task a --task b``); an option left
@@ -8,64 +9,42 @@ out means all.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gvstore.cli.options import JsonOpt, get_store
+from gvstore.cli.options import (
+    GeneratorOpt,
+    JsonOpt,
+    MethodOpt,
+    RoundOpt,
+    StoreOpt,
+    TaskOpt,
+    UtilityOpt,
+    VerifierOpt,
+    get_store,
+    grader_option,
+    make_filters,
+    plot_option,
+)
 from gvstore.errors import GvstoreError
 from gvstore.output import emit, note, table
 
-TaskOpt = Annotated[
-    list[str] | None, typer.Option("--task", help="Only this task (repeatable).")
-]
-GeneratorOpt = Annotated[
-    list[str] | None, typer.Option("--generator", help="Only this generator model (repeatable).")
-]
-VerifierOpt = Annotated[
-    list[str] | None, typer.Option("--verifier", help="Only this verifier model (repeatable).")
-]
-MethodOpt = Annotated[
-    list[str] | None,
-    typer.Option("--method", help="Only this verification method (repeatable)."),
-]
-RoundOpt = Annotated[
-    list[int] | None, typer.Option("--round", help="Only this self-improvement round (repeatable).")
-]
-UtilityOpt = Annotated[
-    str, typer.Option("--utility", help="Ground truth: strict or flexible answer match.")
-]
-GraderOpt = Annotated[
-    str | None,
-    typer.Option("--grader", help="The grader whose grades count, where several graded."),
-]
-PlotOpt = Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot to this path.")]
+GraderOpt = Annotated[str | None, grader_option(
+    "The grader whose grades count, where several graded.")]
+PlotOpt = Annotated[Path | None, plot_option("Write a PNG plot to this path.")]
 
 
-def _filters(
-    task: list[str] | None = None, generator: list[str] | None = None,
-    round_: list[int] | None = None, verifier: list[str] | None = None,
-    method: list[str] | None = None,
-) -> Any:
-    from gvstore.analysis.frames import Filters
-
-    return Filters(tasks=tuple(task or ()), generators=tuple(generator or ()),
-                   rounds=tuple(round_ or ()), verifiers=tuple(verifier or ()),
-                   methods=tuple(method or ()))
-
-
-def _projections(ctx: typer.Context) -> Any:
+def projections(ctx: typer.Context, store: Path | None) -> Any:
+    """The projections of the command's store (which must exist)."""
     from gvstore.replay import Projections
 
-    store = get_store(ctx)
-    if not store.root.exists():
-        raise GvstoreError(f"no store at {store.root} (set --store or GVSTORE_STORE)")
-    return Projections(store)
+    return Projections(get_store(ctx, store))
 
 
-def _wrote(data: dict[str, Any], plot: Path | None, as_json: bool) -> None:
+def wrote(data: dict[str, Any], plot: Path | None, as_json: bool) -> None:
+    """Record the plot path in the JSON data and, for people, say it was written."""
     if plot is None:
         return
     data["plot"] = str(plot)
@@ -122,6 +101,7 @@ def passk_cmd(
     utility: UtilityOpt = "strict",
     grader: GraderOpt = None,
     plot: PlotOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """pass@k per task, generator and round: the unbiased estimator of Chen et al. (2021).
@@ -134,8 +114,8 @@ def passk_cmd(
     from gvstore.analysis.frames import base_frame
     from gvstore.analysis.passk import pass_at_k_table
 
-    frame = base_frame(_projections(ctx), utility=utility, grader=grader,
-                       filters=_filters(task, generator, round_))
+    frame = base_frame(projections(ctx, store), utility=utility, grader=grader,
+                       filters=make_filters(task, generator, rnd=round_))
     graded = frame.filter(pl.col("utility").is_not_null())
     if graded.height == 0:
         raise GvstoreError("no graded generations match the filters")
@@ -155,7 +135,7 @@ def passk_cmd(
                                                    maintain_order=True)
         ]
         plots.passk_curve(plot, curves, title=f"pass@k ({utility})")
-    _wrote(data, plot, as_json)
+    wrote(data, plot, as_json)
     rows = [[r["task"], r["model"], r["round"], r["k"], r["pass_at_k"], r["prompts"],
              r["excluded"]] for r in data["rows"]]
     emit(data, as_json, table(f"pass@k ({utility})",
@@ -170,6 +150,44 @@ def _label(side: dict[str, str]) -> str:
 MAX_PANELS = 12
 
 
+def _corr_scatter(plot: Path, pairs: list[dict[str, Any]], vers: Any) -> None:
+    """One scatter panel per pair of (verifier, method), on the generations both scored."""
+    if len(pairs) > MAX_PANELS:
+        raise GvstoreError(f"--plot draws at most {MAX_PANELS} pairs, the filters leave "
+                           f"{len(pairs)}: narrow them with --verifier or --method")
+    from gvstore.analysis import plots
+    from gvstore.analysis.corr import paired_scores, scores_per_generation
+
+    scores = scores_per_generation(vers)
+    panels = []
+    for p in pairs:
+        a = (p["a"]["verifier"], p["a"]["method"])
+        b = (p["b"]["verifier"], p["b"]["method"])
+        both, _ = paired_scores(scores, a, b)
+        rho = p["spearman"]
+        panels.append({
+            "x": both["x"].to_list(), "y": both["y"].to_list(),
+            "xlabel": _label(p["a"]), "ylabel": _label(p["b"]),
+            "title": f"n={p['n']}  rho=" + ("-" if rho is None else f"{rho:.3f}"),
+        })
+    plots.scatter_grid(plot, panels, title="verifier score correlations")
+
+
+def _corr_heatmap(heatmap: Path, pairs: list[dict[str, Any]]) -> None:
+    """The Spearman matrix of every (verifier, method) against every other."""
+    from gvstore.analysis import plots
+
+    labels = sorted({_label(p["a"]) for p in pairs} | {_label(p["b"]) for p in pairs})
+    index = {name: i for i, name in enumerate(labels)}
+    matrix: list[list[float | None]] = [
+        [1.0 if i == j else None for j in range(len(labels))] for i in range(len(labels))
+    ]
+    for p in pairs:
+        i, j = index[_label(p["a"])], index[_label(p["b"])]
+        matrix[i][j] = matrix[j][i] = p["spearman"]
+    plots.heatmap(heatmap, matrix, labels, labels, title="Spearman rho", vmin=-1, vmax=1)
+
+
 def corr_cmd(
     ctx: typer.Context,
     task: TaskOpt = None,
@@ -177,12 +195,10 @@ def corr_cmd(
     round_: RoundOpt = None,
     verifier: VerifierOpt = None,
     method: MethodOpt = None,
-    plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write a PNG of one scatter per pair.")
-    ] = None,
-    heatmap: Annotated[
-        Path | None, typer.Option("--heatmap", help="Write a PNG of the Spearman matrix.")
-    ] = None,
+    plot: Annotated[Path | None, plot_option("Write a PNG of one scatter per pair.")] = None,
+    heatmap: Annotated[Path | None, plot_option(
+        "Write a PNG of the Spearman matrix.", name="--heatmap")] = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Pearson and Spearman correlation between the scores of every two (verifier, method).
@@ -192,10 +208,10 @@ def corr_cmd(
     """
     import polars as pl
 
-    from gvstore.analysis.corr import paired_scores, score_correlations, scores_per_generation
+    from gvstore.analysis.corr import score_correlations
 
-    proj = _projections(ctx)
-    vers = _filters(task, generator, round_, verifier, method).verifications(
+    proj = projections(ctx, store)
+    vers = make_filters(task, generator, verifier, round_, method).verifications(
         proj.verifications, proj.generations
     )
     vers = vers.filter(pl.col("method") != "tournament")
@@ -207,40 +223,13 @@ def corr_cmd(
     pairs = score_correlations(vers)
     data: dict[str, Any] = {"pairs": pairs}
     if plot is not None:
-        if len(pairs) > MAX_PANELS:
-            raise GvstoreError(f"--plot draws at most {MAX_PANELS} pairs, the filters leave "
-                               f"{len(pairs)}: narrow them with --verifier or --method")
-        from gvstore.analysis import plots
-
-        scores = scores_per_generation(vers)
-        panels = []
-        for p in pairs:
-            a = (p["a"]["verifier"], p["a"]["method"])
-            b = (p["b"]["verifier"], p["b"]["method"])
-            both, _ = paired_scores(scores, a, b)
-            rho = p["spearman"]
-            panels.append({
-                "x": both["x"].to_list(), "y": both["y"].to_list(),
-                "xlabel": _label(p["a"]), "ylabel": _label(p["b"]),
-                "title": f"n={p['n']}  rho=" + ("-" if rho is None else f"{rho:.3f}"),
-            })
-        plots.scatter_grid(plot, panels, title="verifier score correlations")
+        _corr_scatter(plot, pairs, vers)
     if heatmap is not None:
-        from gvstore.analysis import plots
-
-        labels = sorted({_label(p["a"]) for p in pairs} | {_label(p["b"]) for p in pairs})
-        index = {name: i for i, name in enumerate(labels)}
-        matrix: list[list[float | None]] = [
-            [1.0 if i == j else None for j in range(len(labels))] for i in range(len(labels))
-        ]
-        for p in pairs:
-            i, j = index[_label(p["a"])], index[_label(p["b"])]
-            matrix[i][j] = matrix[j][i] = p["spearman"]
-        plots.heatmap(heatmap, matrix, labels, labels, title="Spearman rho", vmin=-1, vmax=1)
+        _corr_heatmap(heatmap, pairs)
         data["heatmap"] = str(heatmap)
         if not as_json:
             note(f"wrote {heatmap}")
-    _wrote(data, plot, as_json)
+    wrote(data, plot, as_json)
     rows = [[_label(p["a"]), _label(p["b"]), p["n"], p["dropped"], p["pearson"],
              p["spearman"]] for p in pairs]
     emit(data, as_json, table("score correlations",
@@ -255,9 +244,9 @@ def variance_cmd(
     verifier: VerifierOpt = None,
     method: MethodOpt = None,
     bins: Annotated[int, typer.Option("--bins", help="Histogram bins over [0, 0.25].")] = 10,
-    plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write a PNG histogram of the variances.")
-    ] = None,
+    plot: Annotated[Path | None, plot_option(
+        "Write a PNG histogram of the variances.")] = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verification variance p(1-p) of generations verified more than once (appendix D.4).
@@ -267,8 +256,8 @@ def variance_cmd(
     """
     from gvstore.analysis.variance import BINARY_THRESHOLDS, variance_summary, verdict_variance
 
-    proj = _projections(ctx)
-    vers = _filters(task, generator, round_, verifier, method).verifications(
+    proj = projections(ctx, store)
+    vers = make_filters(task, generator, verifier, round_, method).verifications(
         proj.verifications, proj.generations
     )
     per_gen = verdict_variance(vers)
@@ -289,7 +278,7 @@ def variance_cmd(
             title="verification variance p(1-p)", xlabel="p(1-p)",
             mean=one["mean_variance"] if one else None,
         )
-    _wrote(data, plot, as_json)
+    wrote(data, plot, as_json)
     rows = [[s["verifier"], s["method"], s["generations"], s["single"], s["failures"],
              s["mean_verdicts"], s["mean_variance"], s["consistent"]] for s in summary]
     emit(data, as_json, table(
@@ -297,107 +286,3 @@ def variance_cmd(
         ["verifier", "method", "generations", "single", "failures", "mean m", "mean p(1-p)",
          "share p(1-p)=0"], rows,
     ))
-
-
-def _store_gaps(
-    ctx: typer.Context, spec: str, task: list[str] | None, round_: list[int] | None,
-    verifier: list[str] | None, utility: str, grader: str | None,
-) -> Callable[[str], float | None]:
-    """Each generator's relative gap under ``spec``, from the store (``gvstore.analysis.gap``).
-
-    Without ``--verifier`` only self-verification counts (verifier = generator), as in
-    figure 1. A model must be left with one (task, round, verifier) group.
-    """
-    from gvstore.analysis.frames import Dataset, Filters
-    from gvstore.analysis.gap import gap_table
-    from gvstore.analysis.specs import parse
-
-    ds = Dataset(_projections(ctx), utility=utility, grader=grader, filters=Filters(
-        tasks=tuple(task or ()), verifiers=tuple(verifier or ()), rounds=tuple(round_ or ())))
-    rows = gap_table(ds, [parse(spec)], resamples=0)
-    if not verifier:
-        rows = [r for r in rows if r.verifier == r.generator]
-    by_model: dict[str, list[Any]] = {}
-    for r in rows:
-        by_model.setdefault(r.generator, []).append(r)
-    for model, found in sorted(by_model.items()):
-        if len(found) > 1:
-            groups = ", ".join(f"{r.task}/round {r.round}/{r.verifier}" for r in found)
-            raise GvstoreError(f"model {model} has {len(found)} gaps ({groups}); "
-                               "narrow with --task, --round or --verifier")
-    gaps = {model: float(found[0].rel_gap) for model, found in by_model.items()}
-    return gaps.get
-
-
-def scaling_cmd(
-    ctx: typer.Context,
-    models: Annotated[
-        Path, typer.Option("--models", help="YAML/JSON list of {name, family, flops}.")
-    ],
-    spec: Annotated[
-        str | None,
-        typer.Option("--spec", help="Filter spec whose relative gap is computed from the "
-                     "store, e.g. mc:quantile=0.8."),
-    ] = None,
-    gaps: Annotated[
-        Path | None,
-        typer.Option("--gaps", help="JSON list of {model, relative_gap} (instead of --spec)."),
-    ] = None,
-    task: TaskOpt = None,
-    round_: RoundOpt = None,
-    verifier: VerifierOpt = None,
-    utility: UtilityOpt = "strict",
-    grader: GraderOpt = None,
-    plot: PlotOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Relative gap against log10 pretraining FLOPs: a least-squares line per family (fig. 1).
-
-    The relative gaps come from the store under --spec (self-verification unless --verifier
-    is given; one task and round per model), or from a --gaps file. R^2 needs three models of
-    a family; with fewer it is null and a note says why.
-    """
-    import polars as pl
-
-    from gvstore.analysis.scaling import load_models, scaling_fit, scaling_points
-
-    table_ = load_models(models)
-    lookup: Callable[[str], float | None]
-    if gaps is not None and spec is None:
-        from gvstore.analysis.scaling import load_gaps
-
-        lookup = load_gaps(gaps).get
-    elif spec is not None and gaps is None:
-        lookup = _store_gaps(ctx, spec, task, round_, verifier, utility, grader)
-    else:
-        raise GvstoreError("scaling needs exactly one of --spec SPEC (relative gaps from the "
-                           "store) or --gaps FILE (a JSON list of {model, relative_gap})")
-    points = scaling_points(table_, lookup)
-    fits = scaling_fit(points)
-    data: dict[str, Any] = {"points": points.to_dicts(), "fits": fits}
-    if plot is not None:
-        from gvstore.analysis import plots
-
-        have = points.drop_nulls("relative_gap")
-        series = []
-        lines = []
-        for fit in fits:
-            part = have.filter(pl.col("family") == fit["family"])
-            series.append((fit["family"], part["log10_flops"].to_list(),
-                           part["relative_gap"].to_list()))
-            if fit["slope"] is not None:
-                x = part["log10_flops"]
-                lines.append(("", fit["slope"], fit["intercept"], float(x.min()),  # type: ignore[arg-type]
-                              float(x.max())))  # type: ignore[arg-type]
-        plots.scatter(plot, series, lines, title="relative gap vs pretraining compute",
-                      xlabel="log10 pretraining FLOPs", ylabel="relative gap")
-    _wrote(data, plot, as_json)
-    point_rows = [[p["model"], p["family"], p["flops"], p["log10_flops"], p["relative_gap"]]
-                  for p in data["points"]]
-    fit_rows = [[f["family"], f["n"], f["slope"], f["intercept"], f["r2"], f["note"] or ""]
-                for f in fits]
-    emit(data, as_json,
-         table("models", ["model", "family", "flops", "log10 flops", "relative gap"],
-               point_rows),
-         table("fits per family", ["family", "n", "slope", "intercept", "R^2", "note"],
-               fit_rows))

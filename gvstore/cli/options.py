@@ -15,18 +15,23 @@ parameter types::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from gvstore.errors import GvstoreError
 from gvstore.store import Store, default_root
 
+if TYPE_CHECKING:
+    from gvstore.analysis.frames import Filters
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 StoreOpt = Annotated[Path | None, typer.Option(
-    "--store", help="Store root folder (default: the --store given before the command, "
-    "$GVSTORE_STORE or data/store).", show_default=False)]
+    "--store", help="Store root folder (overrides the root --store).", show_default=False)]
+
+DataPathOpt = Annotated[Path | None, typer.Option(
+    "--path", help="A data folder laid out like data/raw (or one data file).")]
 
 TaskOpt = Annotated[list[str] | None, typer.Option(
     "--task", "-t", help="Only this task (repeatable).", show_default=False)]
@@ -55,6 +60,18 @@ def plot_option(help: str = "Also write a PNG plot here.", name: str = "--plot")
 
 GraderOpt = Annotated[str | None, grader_option()]
 PlotOpt = Annotated[Path | None, plot_option()]
+
+
+def make_filters(task: list[str] | None = None, generator: list[str] | None = None,
+                 verifier: list[str] | None = None, rnd: list[int] | None = None,
+                 method: list[str] | None = None) -> Filters:
+    """The analysis filters from the repeatable filter options (none given: everything), in
+    the options' order: task, generator, verifier, round, method."""
+    from gvstore.analysis.frames import Filters
+
+    return Filters(tasks=tuple(task or ()), generators=tuple(generator or ()),
+                   verifiers=tuple(verifier or ()), rounds=tuple(rnd or ()),
+                   methods=tuple(method or ()))
 
 
 def get_store(ctx: typer.Context, store: Path | None = None, *,

@@ -33,13 +33,14 @@ def validate_cmd(
             notes = validate(params, check_data=not no_data)
         except GvstoreError as exc:
             raise GvstoreError(f"{f}: {exc}") from None
-        stages = _stage_count(params)
+        stages = stage_count(params)
         results.append({"file": str(f), "ok": True, "notes": notes, "stages": stages})
         lines.append(f"{f}: ok ({stages} stages; " + "; ".join(notes) + ")")
     emit({"results": results}, as_json, *lines)
 
 
-def _stage_count(params: object) -> int:
+def stage_count(params: object) -> int:
+    """How many stages ``dvc.yaml`` expands to for these params (tests check it against dvc)."""
     from gvstore.params import Params
 
     assert isinstance(params, Params)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import typer
@@ -12,7 +12,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from gvstore import synth
-from gvstore.cli.options import JsonOpt, get_store
+from gvstore.cli.options import JsonOpt, QuietOpt, StoreOpt, get_store
 from gvstore.errors import GvstoreError
 from gvstore.output import console, emit, err_console, note, print_json, safe_text, table
 from gvstore.progress import progress
@@ -23,12 +23,9 @@ store_app = typer.Typer(help="Inspect, check and synthesise record stores.", no_
 
 
 @store_app.command("stats")
-def stats_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def stats_cmd(ctx: typer.Context, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Record counts by kind, model, task and method; bytes on disk and compression ratio."""
-    store = get_store(ctx)
-    if not store.root.exists():
-        raise GvstoreError(f"no store at {store.root} (set --store or GVSTORE_STORE)")
-    st = stats(store)
+    st = stats(get_store(ctx, store))
     data = {
         "root": st.root, "segments": st.segments, "records": st.records,
         "duplicates": st.duplicates, "by_kind": st.by_kind, "models": st.models,
@@ -55,23 +52,9 @@ def stats_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     emit(data, as_json, overview, *groups)
 
 
-@store_app.command("verify")
-def verify_cmd(
-    ctx: typer.Context,
-    as_json: JsonOpt = False,
-    fix: Annotated[bool, typer.Option(
-        "--fix", help="Tidy what can be tidied: remove temporary files of dead writers, adopt "
-        "unjournalled segments, forget journalled segments that are missing (their records "
-        "are lost; rerun the stage), delete damaged cache files. Damaged segments are kept.",
-    )] = False,
-) -> None:
-    """Re-hash every segment and record, check each folder's journal and the projection
-    cache; list what is damaged; exit 1 if anything is."""
-    store = get_store(ctx)
-    if not store.root.exists():
-        raise GvstoreError(f"no store at {store.root} (set --store or GVSTORE_STORE)")
-    rep = store.verify(fix=fix)
-    data = {
+def _verify_data(rep: Any) -> dict[str, Any]:
+    """The JSON of a verify report."""
+    return {
         "ok": rep.ok, "segments": rep.segments, "records": rep.records,
         "duplicates": rep.duplicates, "cache_files": rep.cache_files,
         "damaged_segments": [{"path": p, "reason": r} for p, r in rep.damaged_segments],
@@ -83,45 +66,57 @@ def verify_cmd(
         "no_journal": rep.no_journal, "torn_journals": rep.torn_journals,
         "unlisted_cache": rep.unlisted_cache, "fixed": rep.fixed,
     }
-    if as_json:
-        print_json(data)
-    else:
-        def say(text: str) -> None:
-            note(text, err=False)  # one line each, never wrapped: paths stay greppable
 
-        for p, r in rep.damaged_segments:
-            say(f"DAMAGED {p}: {r}")
-        for p, j in rep.missing_segments:
-            say(f"MISSING {p}: listed in {j} but not on disk")
-        for p, n, r in rep.bad_records:
-            say(f"BAD RECORD {p}:{n}: {r}")
-        for p, r in rep.damaged_journals:
-            say(f"DAMAGED JOURNAL {p}: {r}")
-        for p, r in rep.damaged_cache:
-            say(f"DAMAGED CACHE {p}: {r} (rebuilt on the next analysis; --fix deletes it)")
-        for p in rep.leftover_tmp:
-            say(f"note: leftover temporary file {p} (a killed writer; removed by the next "
-                "write or --fix)")
-        for p in rep.unjournalled:
-            say(f"note: segment {p} is not in its journal yet (a writer killed mid-commit; "
-                "adopted by the next write or --fix)")
-        for p in rep.no_journal:
-            say(f"note: folder {p} has no journal (written before journals; created by the "
-                "next write or --fix)")
-        for p in rep.torn_journals:
-            say(f"note: journal {p} ends in a torn line (ignored; cut by the next write)")
-        for p in rep.unlisted_cache:
-            say(f"note: cache file {p} is in no manifest (never used; --fix deletes it)")
-        for line in rep.fixed:
-            say(f"fixed: {line}")
-        verdict = "ok" if rep.ok else "DAMAGED"
-        say(
-            f"{verdict}: {rep.segments} segments, {rep.records} records checked, "
-            f"{rep.duplicates} duplicates, {len(rep.damaged_segments)} damaged segments, "
-            f"{len(rep.missing_segments)} missing segments, "
-            f"{len(rep.bad_records)} bad records, {rep.cache_files} cache files checked, "
-            f"{len(rep.damaged_cache)} damaged"
-        )
+
+def _verify_lines(rep: Any) -> list[str]:
+    """A verify report for people: one line per finding, then the verdict."""
+    lines = [f"DAMAGED {p}: {r}" for p, r in rep.damaged_segments]
+    lines += [f"MISSING {p}: listed in {j} but not on disk" for p, j in rep.missing_segments]
+    lines += [f"BAD RECORD {p}:{n}: {r}" for p, n, r in rep.bad_records]
+    lines += [f"DAMAGED JOURNAL {p}: {r}" for p, r in rep.damaged_journals]
+    lines += [f"DAMAGED CACHE {p}: {r} (rebuilt on the next analysis; --fix deletes it)"
+              for p, r in rep.damaged_cache]
+    lines += [f"note: leftover temporary file {p} (a killed writer; removed by the next "
+              "write or --fix)" for p in rep.leftover_tmp]
+    lines += [f"note: segment {p} is not in its journal yet (a writer killed mid-commit; "
+              "adopted by the next write or --fix)" for p in rep.unjournalled]
+    lines += [f"note: folder {p} has no journal (written before journals; created by the "
+              "next write or --fix)" for p in rep.no_journal]
+    lines += [f"note: journal {p} ends in a torn line (ignored; cut by the next write)"
+              for p in rep.torn_journals]
+    lines += [f"note: cache file {p} is in no manifest (never used; --fix deletes it)"
+              for p in rep.unlisted_cache]
+    lines += [f"fixed: {line}" for line in rep.fixed]
+    verdict = "ok" if rep.ok else "DAMAGED"
+    lines.append(
+        f"{verdict}: {rep.segments} segments, {rep.records} records checked, "
+        f"{rep.duplicates} duplicates, {len(rep.damaged_segments)} damaged segments, "
+        f"{len(rep.missing_segments)} missing segments, "
+        f"{len(rep.bad_records)} bad records, {rep.cache_files} cache files checked, "
+        f"{len(rep.damaged_cache)} damaged"
+    )
+    return lines
+
+
+@store_app.command("verify")
+def verify_cmd(
+    ctx: typer.Context,
+    as_json: JsonOpt = False,
+    fix: Annotated[bool, typer.Option(
+        "--fix", help="Tidy what can be tidied: remove temporary files of dead writers, adopt "
+        "unjournalled segments, forget journalled segments that are missing (their records "
+        "are lost; rerun the stage), delete damaged cache files. Damaged segments are kept.",
+    )] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Re-hash every segment and record, check each folder's journal and the projection
+    cache; list what is damaged; exit 1 if anything is."""
+    rep = get_store(ctx, store).verify(fix=fix)
+    if as_json:
+        print_json(_verify_data(rep))
+    else:
+        for line in _verify_lines(rep):
+            note(line, err=False)  # one line each, never wrapped: paths stay greppable
     if not rep.ok:
         raise typer.Exit(1)
 
@@ -130,10 +125,11 @@ def verify_cmd(
 def show_cmd(
     ctx: typer.Context,
     record: Annotated[str, typer.Argument(help="A record id or key, or a unique prefix of one.")],
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show one record, whole."""
-    rec = get_store(ctx).get(record)
+    rec = get_store(ctx, store).get(record)
     if as_json:
         print_json(msgspec.to_builtins(rec))
         return
@@ -173,7 +169,7 @@ def synth_cmd(
     task: Annotated[str, typer.Option(help="Task name written in the records.")] = "synth",
     generator: Annotated[str, typer.Option(help="Generator model name.")] = "sim-gen",
     verifier: Annotated[str, typer.Option(help="Verifier model name.")] = "sim-ver",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Write a synthetic store from a seeded simulator (no model needed).
 
