@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from gvstore.analysis.frames import Dataset, Group, lookup
+from gvstore.analysis.arrays import lookup
+from gvstore.analysis.frames import Dataset, Group
 from gvstore.analysis.gap import Bootstrap, GapResult, Graded, summarise
 from gvstore.analysis.passk import pass_at_k_matrix
 from gvstore.analysis.specs import Spec, methods_of

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from gvstore.analysis.frames import Dataset, Filters, Group, lookup
+from gvstore.analysis.arrays import lookup
+from gvstore.analysis.frames import Dataset, Filters, Group
 from gvstore.analysis.specs import Combine, Leaf, Mean, Rule, Spec, methods_of
 from gvstore.errors import GvstoreError
 from gvstore.records import Weight, seal
