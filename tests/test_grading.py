@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from gvstore.cli.tasks import data_app, grade_cmd, tasks_app
+from gvstore.cli.app import app
 from gvstore.errors import GvstoreError
 from gvstore.records import Generation, Grade, seal
 from gvstore.steps.grade import grade_key, grade_store
 from gvstore.store import Store
 from gvstore.tasks import get_task
-
-
-def _app() -> typer.Typer:
-    """An app wired like gvstore.cli registers these commands."""
-    app = typer.Typer()
-
-    @app.callback()
-    def root(ctx: typer.Context,
-             store: Annotated[Path | None, typer.Option("--store")] = None) -> None:
-        ctx.obj = {"store": store}
-
-    app.add_typer(data_app, name="data")
-    app.add_typer(tasks_app, name="tasks")
-    app.command("grade")(grade_cmd)
-    return app
 
 
 def _fill(root: Path) -> dict[str, list[tuple[float, float]]]:
@@ -130,28 +113,28 @@ def test_stage_main(tmp_path: Path) -> None:
 def test_cli_grade_json(tmp_path: Path) -> None:
     _fill(tmp_path / "store")
     runner = CliRunner()
-    res = runner.invoke(_app(), ["--store", str(tmp_path / "store"), "grade", "--json"])
+    res = runner.invoke(app, ["--store", str(tmp_path / "store"), "grade", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["written"] == 10
     assert {t["task"]: t["graded"] for t in out["tasks"]} == {"arith": 9, "sudoku": 1}
-    res = runner.invoke(_app(), ["--store", str(tmp_path / "store"), "grade", "--task",
+    res = runner.invoke(app, ["--store", str(tmp_path / "store"), "grade", "--task",
                                  "arith", "--json"])
     assert json.loads(res.stdout)["written"] == 0
-    res = runner.invoke(_app(), ["--store", str(tmp_path / "store"), "grade"])
+    res = runner.invoke(app, ["--store", str(tmp_path / "store"), "grade"])
     assert res.exit_code == 0
 
 
 def test_cli_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
-    res = runner.invoke(_app(), ["tasks", "list", "--json"])
+    res = runner.invoke(app, ["tasks", "list", "--json"])
     assert res.exit_code == 0, res.output
     assert [t["task"] for t in json.loads(res.stdout)] == [
         "arith", "gsm8k", "math", "nq_open", "sudoku"]
-    res = runner.invoke(_app(), ["tasks", "show", "sudoku", "--n", "2", "--json"])
+    res = runner.invoke(app, ["tasks", "show", "sudoku", "--n", "2", "--json"])
     shown = json.loads(res.stdout)
     assert len(shown) == 2 and shown[0]["text"].endswith("Answer:")
-    res = runner.invoke(_app(), ["tasks", "show", "arith", "--n", "1", "--kshot", "0"])
+    res = runner.invoke(app, ["tasks", "show", "arith", "--n", "1", "--kshot", "0"])
     assert res.exit_code == 0 and "What is" in res.stdout
 
 
@@ -161,15 +144,15 @@ def test_cli_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: 
     monkeypatch.delenv("GVSTORE_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    res = runner.invoke(_app(), ["data", "list", "--json"])
+    res = runner.invoke(app, ["data", "list", "--json"])
     assert res.exit_code == 0
     assert not any(r["ok"] for r in json.loads(res.stdout))
-    res = runner.invoke(_app(), ["data", "fetch", "nq_open", "--mirror", root.as_uri(),
+    res = runner.invoke(app, ["data", "fetch", "nq_open", "--mirror", root.as_uri(),
                                  "--json"])
     assert res.exit_code == 0, res.output
     assert [f["action"] for f in json.loads(res.stdout)] == ["downloaded", "downloaded"]
-    res = runner.invoke(_app(), ["data", "list", "--json"])
+    res = runner.invoke(app, ["data", "list", "--json"])
     ok = {(r["dataset"], r["ok"]) for r in json.loads(res.stdout)}
     assert ("nq_open", True) in ok and ("gsm8k", False) in ok
-    res = runner.invoke(_app(), ["tasks", "show", "nq_open", "--n", "1"])
+    res = runner.invoke(app, ["tasks", "show", "nq_open", "--n", "1"])
     assert res.exit_code == 0 and "Answer:" in res.stdout
