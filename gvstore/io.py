@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from gvstore.errors import GvstoreError
 from gvstore.names import safe_rmtree
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "StrictLoader", "atomic_folder", "atomic_path", "fsync_dir",
-           "read_yaml", "sha256_file", "write_atomic"]
+           "json_lines", "read_yaml", "sha256_file", "write_atomic"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -95,6 +96,24 @@ def write_atomic(target: Path | str, data: bytes | str, *, durable: bool = True)
     with atomic_path(target, durable=durable) as tmp, open(tmp, "wb") as fh:
         fh.write(raw)
     return Path(target)
+
+
+def json_lines(path: Path | str, *, not_json: str = "not JSON: {msg}"
+               ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each JSON object line of a JSON-lines file; blank lines are
+    skipped, any other line that is not a JSON object is a ``GvstoreError`` naming
+    ``path:line`` (``not_json`` words a line that does not parse; ``{msg}`` is the reason)."""
+    with open(path, encoding="utf-8") as fh:
+        for n, text in enumerate(fh, 1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise GvstoreError(f"{path}:{n}: {not_json.format(msg=exc.msg)}") from None
+            if not isinstance(obj, dict):
+                raise GvstoreError(f"{path}:{n}: expected a JSON object")
+            yield n, obj
 
 
 def sha256_file(path: Path | str, *, block: int = 1 << 22) -> str:

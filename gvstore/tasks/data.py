@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gvstore.errors import GvstoreError
-from gvstore.io import sha256_file, write_atomic
+from gvstore.io import json_lines, sha256_file, write_atomic
 
 ENV_VAR = "GVSTORE_DATA"
 DEFAULT_RAW = Path("data/raw")
@@ -191,17 +191,8 @@ def data_dir(path: Path | str | None) -> str | None:
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """The JSON objects of a JSON-lines file (blank lines skipped; a bad line is an error)."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise GvstoreError(f"{path}:{lineno}: not JSON: {exc.msg}") from exc
-            if not isinstance(obj, dict):
-                raise GvstoreError(f"{path}:{lineno}: expected a JSON object")
-            yield obj
+    for _, obj in json_lines(path):
+        yield obj
 
 
 def load_jsonl(name: str, rel: str, path: Path | str | None = None, *,

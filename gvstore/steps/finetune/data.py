@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gvstore.digest import PREFIX
 from gvstore.errors import GvstoreError
-from gvstore.io import sha256_file
+from gvstore.io import json_lines, sha256_file
 from gvstore.steps.finetune.config import METHODS
 
 
@@ -69,25 +68,16 @@ def load_data(method: str, path: Path) -> TrainingData:
         raise GvstoreError(f"training file {path} does not exist (write one with "
                            f"`gvstore export {'sft' if method == 'sft' else 'pairs'}`)")
     examples: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as fh:
-        for n, text in enumerate(fh, 1):
-            if not text.strip():
-                continue
-            try:
-                line = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise GvstoreError(f"{path}:{n}: not JSON ({exc.msg})") from None
-            if not isinstance(line, dict):
-                raise GvstoreError(f"{path}:{n}: expected a JSON object")
-            ex: dict[str, Any] | str
-            if method == "sft":
-                got = _messages(line)
-                ex = {"messages": got} if isinstance(got, list) else got
-            else:
-                ex = _pair(line)
-            if isinstance(ex, str):
-                raise GvstoreError(f"{path}:{n}: {ex}")
-            examples.append(ex)
+    for n, line in json_lines(path, not_json="not JSON ({msg})"):
+        ex: dict[str, Any] | str
+        if method == "sft":
+            got = _messages(line)
+            ex = {"messages": got} if isinstance(got, list) else got
+        else:
+            ex = _pair(line)
+        if isinstance(ex, str):
+            raise GvstoreError(f"{path}:{n}: {ex}")
+        examples.append(ex)
     if not examples:
         raise GvstoreError(f"training file {path} holds no examples (did the filter keep "
                            "nothing?)")
