@@ -38,7 +38,7 @@ from gvstore.replay import Projections
 from gvstore.store import Store
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
+    from rich.table import Table
 
 
 @dataclass
@@ -192,7 +192,7 @@ def _rounds(store: Store, params: Params, out: Path, rep: Report) -> dict[str, A
 # --- what the CLI and the report stage print -------------------------------------------------
 
 
-def rounds_views(d: dict[str, Any]) -> list[RenderableType]:
+def rounds_views(d: dict[str, Any]) -> list[Table | str]:
     """What to print of a round report (``RoundsReport.to_dict()``): one row per round, then
     the trend and the rounds' notes (or the error that stopped it)."""
     from gvstore.output import fmt, table
@@ -210,7 +210,7 @@ def rounds_views(d: dict[str, Any]) -> list[RenderableType]:
                      *(r["pass_at_k"].get(k) for k in ks), r["effective_answers"],
                      r["distinct_answers"]])
     spec = d["spec"] or "ground truth"
-    out: list[RenderableType] = [table(
+    out: list[Table | str] = [table(
         f"rounds on {d['task']}: filter {spec}, gap and pass@k on the {d['utility']} utility",
         ["round", "model", "verifier", "prompts", "samples", "acc strict", "acc flexible",
          "gap [95% CI]", "rel gap", *(f"pass@{k}" for k in ks), "eff. answers",
@@ -221,12 +221,12 @@ def rounds_views(d: dict[str, Any]) -> list[RenderableType]:
     return out
 
 
-def views(metrics: dict[str, Any]) -> list[RenderableType]:
+def views(metrics: dict[str, Any]) -> list[Table | str]:
     """What to print of a report (``Report.metrics``): the gap table, the threshold choices,
     pass@k, the correlations and the rounds; the parts with no data are left out."""
     from gvstore.output import table
 
-    out: list[RenderableType] = [table(
+    out: list[Table | str] = [table(
         f"generation-verification gap ({metrics['utility']} utility)", [
             "task", "generator", "verifier", "round", "spec", "prompts", "base", "reweighted",
             "gap [95% CI]", "rel gap", "verdict"], _gap_rows(metrics["gap"]),

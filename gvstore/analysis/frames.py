@@ -4,7 +4,8 @@
   generator (``model``), round, sample index and ground-truth ``utility`` (strict or flexible;
   null for a generation nobody graded). Where a generation has grades from several versions of
   one grader, the newest version counts (natural order: ``"2" < "10"``); grades from two
-  different graders are ambiguous and an error unless ``grader`` names one.
+  different graders (of generations that pass the filters) are ambiguous and an error unless
+  ``grader`` names one. pass@k reads this frame too.
 * ``score_frame``: one row per (generation, verifier) for one method: ``score`` is the mean of
   the non-null scores of its repeated verifications (``m > 1`` calls), null if every repeat
   failed to parse; ``repeats`` counts the calls and ``nulls`` the failed ones.
