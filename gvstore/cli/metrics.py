@@ -95,14 +95,9 @@ def passk_cmd(
         typer.Option("--k", help="ks: 1,2,4,8 or a range 1-128 (default: powers of 2 up to "
                      "the most samples of a prompt)."),
     ] = None,
-    task: TaskOpt = None,
-    generator: GeneratorOpt = None,
-    round_: RoundOpt = None,
-    utility: UtilityOpt = "strict",
-    grader: GraderOpt = None,
-    plot: PlotOpt = None,
-    store: StoreOpt = None,
-    as_json: JsonOpt = False,
+    task: TaskOpt = None, generator: GeneratorOpt = None, round_: RoundOpt = None,
+    utility: UtilityOpt = "strict", grader: GraderOpt = None, plot: PlotOpt = None,
+    store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """pass@k per task, generator and round: the unbiased estimator of Chen et al. (2021).
 
@@ -190,11 +185,8 @@ def _corr_heatmap(heatmap: Path, pairs: list[dict[str, Any]]) -> None:
 
 def corr_cmd(
     ctx: typer.Context,
-    task: TaskOpt = None,
-    generator: GeneratorOpt = None,
-    round_: RoundOpt = None,
-    verifier: VerifierOpt = None,
-    method: MethodOpt = None,
+    task: TaskOpt = None, generator: GeneratorOpt = None, round_: RoundOpt = None,
+    verifier: VerifierOpt = None, method: MethodOpt = None,
     plot: Annotated[Path | None, plot_option("Write a PNG of one scatter per pair.")] = None,
     heatmap: Annotated[Path | None, plot_option(
         "Write a PNG of the Spearman matrix.", name="--heatmap")] = None,
@@ -238,11 +230,8 @@ def corr_cmd(
 
 def variance_cmd(
     ctx: typer.Context,
-    task: TaskOpt = None,
-    generator: GeneratorOpt = None,
-    round_: RoundOpt = None,
-    verifier: VerifierOpt = None,
-    method: MethodOpt = None,
+    task: TaskOpt = None, generator: GeneratorOpt = None, round_: RoundOpt = None,
+    verifier: VerifierOpt = None, method: MethodOpt = None,
     bins: Annotated[int, typer.Option("--bins", help="Histogram bins over [0, 0.25].")] = 10,
     plot: Annotated[Path | None, plot_option(
         "Write a PNG histogram of the variances.")] = None,

@@ -86,14 +86,9 @@ def scaling_cmd(
         Path | None,
         typer.Option("--gaps", help="JSON list of {model, relative_gap} (instead of --spec)."),
     ] = None,
-    task: TaskOpt = None,
-    round_: RoundOpt = None,
-    verifier: VerifierOpt = None,
-    utility: UtilityOpt = "strict",
-    grader: GraderOpt = None,
-    plot: PlotOpt = None,
-    store: StoreOpt = None,
-    as_json: JsonOpt = False,
+    task: TaskOpt = None, round_: RoundOpt = None, verifier: VerifierOpt = None,
+    utility: UtilityOpt = "strict", grader: GraderOpt = None, plot: PlotOpt = None,
+    store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Relative gap against log10 pretraining FLOPs: a least-squares line per family (fig. 1).
 
