@@ -43,3 +43,28 @@ def test_report_with_a_method_that_never_parsed(tmp_path: Path) -> None:
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert (out / "plots" / "passk.csv").read_text().startswith("group,k,pass_at_k")
     assert (out / "sweep-mc_quantile.png").stat().st_size > 1000
+
+
+def test_report_command_takes_store_after_its_name(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gvstore.cli.app import app
+
+    store = Store(tmp_path / "store")
+    with store.writer("synth") as w:
+        w.extend(generate(SynthConfig(prompts=12, samples=4, methods=("mc", "cot_score"),
+                                      task="arith", generator="g", verifier="v")))
+    path = _params(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["base"].update(store=str(tmp_path / "elsewhere"), reports=str(tmp_path / "reports"))
+    path.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(app, ["report", "--params", str(path), "--build", "--store",
+                                   str(store.root), "--json"], env={"GVSTORE_NO_PROGRESS": "1"})
+    assert res.exit_code == 0, res.output
+    shown = json.loads(res.stdout)
+    assert shown == json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert shown["gap"]["arith"]["g"]["v"]["round0"]["mc:quantile=0.8"]["prompts"] == 12
+    missing = CliRunner().invoke(app, ["report", "--params", str(path), "--build", "--store",
+                                       str(tmp_path / "none")])
+    assert missing.exit_code == 1
+    assert "no store at" in missing.output
