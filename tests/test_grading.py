@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import StoreBuilder
 from typer.testing import CliRunner
 
 from gvstore.cli.app import app
 from gvstore.errors import GvstoreError
-from gvstore.records import Generation, Grade, seal
+from gvstore.records import Generation, Grade
 from gvstore.steps.grade import grade_key, grade_store
 from gvstore.store import Store
 from gvstore.tasks import get_task
@@ -19,32 +20,29 @@ from gvstore.tasks import get_task
 def _fill(root: Path) -> dict[str, list[tuple[float, float]]]:
     """Prompts and hand-made generations for arith and sudoku; the expected (strict, flexible)."""
     expected: dict[str, list[tuple[float, float]]] = {}
-    store = Store(root)
-    with store.writer("generate") as w:
-        arith = get_task("arith")
-        for i, item in enumerate(arith.items()[:3]):
-            p = seal(arith.prompt_record(item))
-            w.add(p)
-            answers = [(f"The answer is {item.reference}.", (1.0, 1.0)),
-                       (f"so {item.reference}", (0.0, 1.0)),
-                       ("The answer is 123456.", (0.0, 0.0))]
-            for j, (text, exp) in enumerate(answers):
-                w.add(Generation(prompt_id=p.id, task="arith", model="m", sample_index=j,
-                                 seed=i, text=text))
-                expected.setdefault("arith", []).append(exp)
-        sudoku = get_task("sudoku")
-        item = sudoku.items()[0]
-        p = seal(sudoku.prompt_record(item))
-        w.add(p)
-        solution = item.reference.split("|")[1]
-        grid = "\n".join(f"{solution[r*4:r*4+2]} {solution[r*4+2:r*4+4]}" for r in range(4))
-        w.add(Generation(prompt_id=p.id, task="sudoku", model="m", sample_index=0, seed=0,
-                         text=grid))
-        expected["sudoku"] = [(1.0, 1.0)]
-        w.add(Generation(prompt_id="sha256:none", task="arith", model="m", sample_index=0,
-                         seed=9, text="The answer is 1."))
-        w.add(Generation(prompt_id=p.id, task="poetry", model="m", sample_index=0, seed=0,
-                         text="roses"))
+    b = StoreBuilder(root, "arith")
+    arith = get_task("arith")
+    for i, item in enumerate(arith.items()[:3]):
+        p = b.add(arith.prompt_record(item))
+        answers = [(f"The answer is {item.reference}.", (1.0, 1.0)),
+                   (f"so {item.reference}", (0.0, 1.0)),
+                   ("The answer is 123456.", (0.0, 0.0))]
+        for j, (text, exp) in enumerate(answers):
+            b.generation(p, j, text, model="m", seed=i)
+            expected.setdefault("arith", []).append(exp)
+    sudoku = get_task("sudoku")
+    item = sudoku.items()[0]
+    p = b.add(sudoku.prompt_record(item))
+    solution = item.reference.split("|")[1]
+    grid = "\n".join(f"{solution[r*4:r*4+2]} {solution[r*4+2:r*4+4]}" for r in range(4))
+    b.generation(p, 0, grid, model="m")
+    expected["sudoku"] = [(1.0, 1.0)]
+    # A generation whose prompt is not in the store, and one of a task nobody grades.
+    b.add(Generation(prompt_id="sha256:none", task="arith", model="m", sample_index=0,
+                     seed=9, text="The answer is 1."))
+    b.add(Generation(prompt_id=p.id, task="poetry", model="m", sample_index=0, seed=0,
+                     text="roses"))
+    b.write("generate")
     return expected
 
 
