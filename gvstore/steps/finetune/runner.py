@@ -143,6 +143,6 @@ def _run_trl(method: str, resolved: Resolved, data: TrainingData, hp: Hyperparam
         "threads": torch.get_num_threads() if device == "cpu" else None,
         "format": ("conversational" if chat else "text") + (
             " prompt/completion" if method == "sft" else " prompt/chosen/rejected"),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "trl": trl.__version__},
+        "versions": {"torch": str(torch.__version__),  # a str subclass (TorchVersion)
+                     "transformers": transformers.__version__, "trl": trl.__version__},
     }
