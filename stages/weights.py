@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from gvstore.analysis.frames import Filters
         from gvstore.analysis.specs import parse
-        from gvstore.analysis.weights import materialise
         from gvstore.errors import GvstoreError
+        from gvstore.steps.weights import materialise
 
         spec_texts = args.spec or []
         params = None

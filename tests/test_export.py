@@ -11,10 +11,10 @@ from helpers import StoreBuilder
 from gvstore.analysis.export import export_pairs, export_sft
 from gvstore.analysis.frames import Filters
 from gvstore.analysis.specs import parse
-from gvstore.analysis.weights import materialise, weight_records
 from gvstore.errors import GvstoreError
 from gvstore.records import Weight
 from gvstore.replay import Projections, handle
+from gvstore.steps.weights import materialise, weight_records
 from gvstore.store import Store
 
 

@@ -241,7 +241,7 @@ def weights_cmd(
     rnd: RoundOpt = None, store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Write Weight records (one per generation, spec and verifier); skips those present."""
-    from gvstore.analysis.weights import materialise
+    from gvstore.steps.weights import materialise
 
     parsed = [parse(s) for s in specs]
     rep = materialise(get_store(ctx, store), parsed,
