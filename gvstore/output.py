@@ -1,6 +1,9 @@
-"""One place that prints results: a rich table for people, JSON for machines.
+"""What gvstore shows people and machines: rich tables and text for people, JSON for machines.
 
-Everything printed comes from here, and everything that comes from data (model, task and
+This module builds what is shown and owns the two consoles; it prints nothing itself. The
+printing is done by the top layer only: ``gvstore/cli/console.py`` for the commands and
+``stages/common.py`` for the DVC stages. Everything shown is built here, and everything that
+comes from data (model, task and
 verifier names, keys, ids, references, model output, error text) is printed as text:
 
 * the consoles never read rich markup (``[bold]``, ``[link=...]``) or emoji codes in what they
@@ -91,22 +94,20 @@ console: Console = _SafeConsole(
 err_console: Console = _SafeConsole(stderr=True, markup=False, emoji=False, highlight=False)
 
 
-def note(message: Any, *, err: bool = True, style: str | Style = "") -> None:
-    """Print one line of text (stderr by default), made safe, never wrapped."""
-    (err_console if err else console).print(styled(message, style, multiline=True),
-                                            soft_wrap=True)
+def line_text(message: Any, style: str | Style = "") -> Text:
+    """One note line (newlines kept) of safe text in ``style``: print it with
+    ``soft_wrap=True`` so it is never wrapped."""
+    return styled(message, style, multiline=True)
 
 
-def error_line(label: str, message: Any) -> None:
-    """``label: message`` on one line of stderr (the label red on a terminal)."""
-    err_console.print(Text.assemble((safe_text(label) + ": ", "red"), one_line(message)),
-                      soft_wrap=True)
+def error_text(label: str, message: Any) -> Text:
+    """``label: message`` on one line (the label red on a terminal)."""
+    return Text.assemble((safe_text(label) + ": ", "red"), one_line(message))
 
 
-def error_block(message: Any) -> None:
-    """``error: message`` on stderr keeping the message's lines (a caret under a fault)."""
-    err_console.print(Text.assemble(("error: ", "red"), safe_text(message, multiline=True)),
-                      soft_wrap=True)
+def error_block_text(message: Any) -> Text:
+    """``error: message`` keeping the message's lines (a caret under a fault)."""
+    return Text.assemble(("error: ", "red"), safe_text(message, multiline=True))
 
 
 def _clean(value: Any) -> Any:
@@ -119,12 +120,10 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def print_json(data: Any) -> None:
-    """Print ``data`` as JSON on stdout (NaN and infinities become null)."""
+def json_text(data: Any) -> str:
+    """``data`` as indented ASCII JSON (NaN and infinities become null), with a final newline."""
     # ensure_ascii: every control character and every non-ASCII character is \\u-escaped
-    sys.stdout.write(json.dumps(_clean(data), indent=2, sort_keys=False, ensure_ascii=True)
-                     + "\n")
-    sys.stdout.flush()
+    return json.dumps(_clean(data), indent=2, sort_keys=False, ensure_ascii=True) + "\n"
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -170,12 +169,3 @@ def table(
     for row in rows:
         t.add_row(*(row[i] if isinstance(row[i], Text) else Text(fmt(row[i])) for i in keep))
     return t
-
-
-def emit(data: Any, as_json: bool, *renderables: Any) -> None:
-    """``data`` as JSON if ``as_json``, else the human renderables."""
-    if as_json:
-        print_json(data)
-    else:
-        for r in renderables:
-            console.print(r)

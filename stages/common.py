@@ -1,5 +1,6 @@
-"""Shared by the stage scripts: load and validate params.yaml, open the store, report errors in
-one line.
+"""Shared by the stage scripts: load and validate params.yaml, open the store, print notes and
+results, report errors in one line. (The stages print here; the commands print in
+``gvstore/cli/console.py``; both print what ``gvstore.output`` builds.)
 
 Every stage writes into the store its params name (``base.store``), the folder dvc.yaml's outs
 are declared under: ``stage_store`` is the one place a stage gets its store from.
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gvstore.backends.threads import set_wait_policy
 from gvstore.errors import GvstoreError
+from gvstore.output import console, err_console, error_text, line_text
 from gvstore.params import Params, load, validate
 from gvstore.store import Store
 
@@ -40,7 +43,16 @@ def run(body: Callable[[], int]) -> int:
     try:
         return body()
     except GvstoreError as exc:
-        from gvstore.output import error_line
-
-        error_line("error", exc)  # one line, control characters escaped
+        err_console.print(error_text("error", exc), soft_wrap=True)  # one line, made safe
         return 1
+
+
+def note(message: Any) -> None:
+    """One line of text on stderr, made safe, never wrapped."""
+    err_console.print(line_text(message), soft_wrap=True)
+
+
+def show(*renderables: Any) -> None:
+    """A stage's result (tables, text built by ``gvstore.output``) on stdout."""
+    for r in renderables:
+        console.print(r)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import load_params, run, stage_store  # noqa: E402
+from common import load_params, note, run, stage_store  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +18,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def body() -> int:
-        from gvstore.output import note
         from gvstore.progress import generate_bar
         from gvstore.steps.generate import generate_task
 

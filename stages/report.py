@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import load_params, run, stage_store  # noqa: E402
-
-from gvstore.output import emit, note  # noqa: E402
+from common import load_params, note, run, show, stage_store  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         out = Path(params.base.reports)
         report = build(stage_store(params), params, out)
-        emit(report.metrics, False, *views(report.metrics))
+        show(*views(report.metrics))
         note(f"report: {out / 'metrics.json'} and plots in {out}")
         return 0
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import load_params, run, stage_store  # noqa: E402
+from common import load_params, note, run, stage_store  # noqa: E402
 
 from gvstore.verifiers.registry import method_names  # noqa: E402
 
@@ -24,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def body() -> int:
-        from gvstore.output import note
         from gvstore.progress import verify_bar
         from gvstore.steps.verify import verify_with_params
 

@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import load_params, run, stage_store  # noqa: E402
-
-from gvstore.output import note  # noqa: E402
+from common import load_params, note, run, stage_store  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

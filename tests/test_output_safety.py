@@ -196,8 +196,8 @@ def test_stage_error_and_summary_lines_are_text(capsys: pytest.CaptureFixture[st
         from common import run
     finally:
         sys.path.remove(str(REPO / "stages"))
+    from gvstore.cli.console import note
     from gvstore.errors import GvstoreError
-    from gvstore.output import note
 
     def body() -> int:
         note(f"round 1 ({LINK}{ESCS})")

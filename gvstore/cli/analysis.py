@@ -16,6 +16,7 @@ from rich.text import Text
 
 from gvstore.analysis import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 from gvstore.analysis.specs import parse, parse_template
+from gvstore.cli.console import emit
 from gvstore.cli.options import (
     GeneratorOpt,
     GraderOpt,
@@ -30,7 +31,7 @@ from gvstore.cli.options import (
     make_filters,
 )
 from gvstore.errors import GvstoreError
-from gvstore.output import emit, fmt, table
+from gvstore.output import fmt, table
 
 if TYPE_CHECKING:
     from gvstore.analysis.frames import Dataset, Filters

@@ -49,7 +49,7 @@ def _error(exc: GvstoreError) -> None:
     from gvstore.analysis.specs import SpecError  # light: no polars or numpy
 
     if isinstance(exc, SpecError):
-        from gvstore.output import error_block
+        from gvstore.cli.console import error_block
 
         error_block(exc)  # unwrapped, so the caret stays under the fault
     else:
@@ -59,7 +59,7 @@ def _error(exc: GvstoreError) -> None:
 def _one_line(label: str, message: str) -> None:
     # one line, whatever the message held: whitespace runs become one space, control
     # characters (ESC, CR, ...) are shown escaped, markup is printed as text
-    from gvstore.output import error_line
+    from gvstore.cli.console import error_line
 
     error_line(label, message)
 

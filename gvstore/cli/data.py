@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
+from gvstore.cli.console import emit, note, print_json
 from gvstore.cli.options import DataPathOpt, JsonOpt
-from gvstore.output import emit, note, print_json, table
+from gvstore.output import table
 from gvstore.tasks import data
 
 data_app = typer.Typer(help="Find, check and download task data.", no_args_is_help=True)

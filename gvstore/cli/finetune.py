@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gvstore.cli.console import emit
 from gvstore.cli.options import JsonOpt
 from gvstore.digest import short
 from gvstore.errors import GvstoreError
 from gvstore.models import parent_spec
-from gvstore.output import emit, err_console, table
+from gvstore.output import err_console, table
 from gvstore.steps.finetune.config import METHODS, build_hparams, help_texts
 
 if TYPE_CHECKING:

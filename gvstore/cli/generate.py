@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from gvstore.cli.console import emit
 from gvstore.cli.model import ModelOpt, ModelPathOpt, ModelsDirOpt
 from gvstore.cli.options import JsonOpt, StoreOpt, get_store
 from gvstore.errors import GvstoreError
-from gvstore.output import emit, table
+from gvstore.output import table
 from gvstore.progress import generate_bar
 
 if TYPE_CHECKING:

@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
+from gvstore.cli.console import note, print_json
 from gvstore.cli.options import JsonOpt, QuietOpt, StoreOpt, get_store
-from gvstore.output import err_console, note, print_json, table
+from gvstore.output import err_console, table
 from gvstore.progress import progress
 from gvstore.steps.grade import check_tasks, grade_store
 

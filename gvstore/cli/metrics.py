@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gvstore.cli.console import emit, note
 from gvstore.cli.options import (
     GeneratorOpt,
     JsonOpt,
@@ -29,7 +30,7 @@ from gvstore.cli.options import (
     plot_option,
 )
 from gvstore.errors import GvstoreError
-from gvstore.output import emit, note, table
+from gvstore.output import table
 
 GraderOpt = Annotated[str | None, grader_option(
     "The grader whose grades count, where several graded.")]

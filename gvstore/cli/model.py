@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from gvstore.cli.console import emit
 from gvstore.cli.options import JsonOpt
-from gvstore.output import emit, err_console
+from gvstore.output import err_console
 
 if TYPE_CHECKING:
     from gvstore.models import ModelSpec

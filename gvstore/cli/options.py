@@ -85,7 +85,7 @@ def get_store(ctx: typer.Context, store: Path | None = None, *,
     obj = ctx.find_root().obj or {}
     root = store if store is not None else (obj.get("store") or default_root())
     if obj.get("skip_damaged"):
-        from gvstore.output import error_line
+        from gvstore.cli.console import error_line
 
         def warn(exc: Exception) -> None:
             error_line("warning", f"skipped {exc}")

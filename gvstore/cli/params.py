@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from gvstore.cli.console import emit
 from gvstore.cli.options import JsonOpt
-from gvstore.output import emit
 
 params_app = typer.Typer(help="Check study parameter files.", no_args_is_help=True)
 

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from gvstore.cli.console import emit
 from gvstore.cli.options import JsonOpt, StoreOpt, get_store
 from gvstore.errors import GvstoreError
-from gvstore.output import emit
 
 
 def report_cmd(

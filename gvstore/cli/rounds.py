@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gvstore.analysis.specs import parse
+from gvstore.cli.console import emit
 from gvstore.cli.options import GraderOpt, JsonOpt, PlotOpt, StoreOpt, get_store
 from gvstore.errors import GvstoreError
-from gvstore.output import emit
 
 if TYPE_CHECKING:
     from gvstore.analysis.rounds import RoundsReport

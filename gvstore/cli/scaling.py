@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gvstore.cli.console import emit
 from gvstore.cli.metrics import GraderOpt, PlotOpt, projections, wrote
 from gvstore.cli.options import (
     JsonOpt,
@@ -19,7 +20,7 @@ from gvstore.cli.options import (
     make_filters,
 )
 from gvstore.errors import GvstoreError
-from gvstore.output import emit, table
+from gvstore.output import table
 
 
 def _store_gaps(

@@ -12,9 +12,10 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from gvstore import synth
+from gvstore.cli.console import emit, note, print_json
 from gvstore.cli.options import JsonOpt, QuietOpt, StoreOpt, get_store
 from gvstore.errors import GvstoreError
-from gvstore.output import console, emit, err_console, note, print_json, safe_text, table
+from gvstore.output import console, err_console, safe_text, table
 from gvstore.progress import progress
 from gvstore.records import encoder, kind_of
 from gvstore.store import Store, stats

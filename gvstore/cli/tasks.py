@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from gvstore.cli.console import emit, print_json
 from gvstore.cli.options import DataPathOpt, JsonOpt
-from gvstore.output import console, emit, print_json, safe_text, styled, table
+from gvstore.output import console, safe_text, styled, table
 from gvstore.tasks.registry import get_task, list_tasks
 
 tasks_app = typer.Typer(help="List tasks and show their prompts.", no_args_is_help=True)

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from gvstore.cli.console import emit, note
 from gvstore.cli.options import JsonOpt, StoreOpt, get_store
-from gvstore.output import emit, note, table
+from gvstore.output import table
 from gvstore.progress import verify_bar
 from gvstore.records import Sampling
 from gvstore.verifiers.registry import names_text
