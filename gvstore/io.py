@@ -21,12 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gvstore.errors import GvstoreError
 from gvstore.names import safe_rmtree
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "StrictLoader", "atomic_folder", "atomic_path", "fsync_dir",
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "atomic_folder", "atomic_path", "fsync_dir",
            "json_lines", "read_yaml", "sha256_file", "write_atomic"]
 
 
@@ -133,69 +131,6 @@ MAX_DEPTH = 32
 """The deepest nesting of mappings and lists in a YAML file (params.yaml needs 4)."""
 
 
-class _BadYAML(yaml.YAMLError):
-    """A YAML document that parses but that a params file may not be (one line, no mark)."""
-
-
-def _key_path(parent: str, key: object) -> str:
-    return f"{parent}.{key}" if isinstance(key, str) else f"{parent}[{key!r}]"
-
-
-class StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate keys (instead of the last one silently
-    winning), aliases (a few lines of ``*a`` can expand to billions of nodes) and nesting
-    deeper than ``MAX_DEPTH`` (instead of running into Python's recursion limit); each
-    refusal names the key path and line."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._stack: list[str] = []
-        self._paths: dict[int, str] = {}
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        if parent is None or not self._stack:
-            path = "$"
-        elif isinstance(index, yaml.ScalarNode):
-            path = _key_path(self._stack[-1], index.value)
-        elif isinstance(index, int):
-            path = f"{self._stack[-1]}[{index}]"
-        else:  # a mapping key
-            path = self._stack[-1]
-        event = self.peek_event()
-        line = event.start_mark.line + 1 if event.start_mark else 0
-        if self.check_event(yaml.AliasEvent):
-            raise _BadYAML(f"an alias (*name) at `{path}` (line {line}); params files spell "
-                           "every value out")
-        if len(self._stack) >= MAX_DEPTH:
-            raise _BadYAML(f"nested deeper than {MAX_DEPTH} levels at `{path}` (line {line})")
-        self._stack.append(path)
-        try:
-            node = super().compose_node(parent, index)
-        finally:
-            self._stack.pop()
-        self._paths[id(node)] = path
-        return node
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[tuple[type, Any], int] = {}
-        where = self._paths.get(id(node), "$")
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                ident = (type(key), key)
-                hash(ident)
-            except TypeError:
-                continue  # the base class names an unhashable key
-            line = key_node.start_mark.line + 1
-            if ident in seen:
-                raise _BadYAML(f"duplicate key {key!r} at `{_key_path(where, key)}` (line "
-                               f"{line}; first given at line {seen[ident]})")
-            seen[ident] = line
-        return super().construct_mapping(node, deep=deep)
-
-
 def _decode(p: Path, data: bytes) -> str:
     """The text of a YAML file, which must be UTF-8 (a leading byte-order mark is dropped)."""
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
@@ -224,9 +159,13 @@ def read_yaml(path: Path | str, what: str = "params file") -> Any:
     if len(data) > MAX_BYTES:
         raise GvstoreError(f"{p} is over {MAX_BYTES} bytes, the bound for a {what}")
     text = _decode(p, data)
+    import yaml  # here, not at the top: the store's modules import this one and stay light
+
+    from gvstore.yaml_loader import BadYAML, StrictLoader
+
     try:
         return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except _BadYAML as exc:
+    except BadYAML as exc:
         raise GvstoreError(f"{p}: {exc}") from None
     except yaml.YAMLError as exc:
         raise GvstoreError(f"{p} is not valid YAML: {' '.join(str(exc).split())}") from None

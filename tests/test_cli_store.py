@@ -108,14 +108,16 @@ def test_console_script_and_debug_traceback(tmp_path: Path) -> None:
 
 
 def _imported_after(stmt: str) -> list[str]:
-    heavy = ("torch", "vllm", "transformers", "trl", "polars", "numpy", "matplotlib")
+    heavy = ("torch", "vllm", "transformers", "trl", "polars", "numpy", "matplotlib", "yaml")
     code = f"import sys; {stmt}; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return out.stdout.split()
 
 
 def test_import_gvstore_stays_light() -> None:
-    # Records and the store import nothing heavier than msgspec and zstandard.
+    # Records and the store import nothing heavier than msgspec and zstandard (not even
+    # PyYAML, though gvstore.io, which the store writes through, holds the YAML reader).
     assert _imported_after("import gvstore.records, gvstore.store, gvstore.digest") == []
+    assert _imported_after("from gvstore.io import read_yaml") == []
     # The CLI imports neither a model stack nor the analysis stack just to start.
     assert _imported_after("import gvstore.cli.app") == []
