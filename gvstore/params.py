@@ -253,6 +253,7 @@ def validate(params: Params, *, check_data: bool = True) -> list[str]:
     check.check_study(params)
     check_names(params)  # again: a Params may be built without load()
     check_bounds(params)
+    params.sample.sampling().check()  # the one sampling validation (records.Sampling.check)
     for key, backend in (("sample", params.sample.backend), ("verify", params.verify.backend)):
         if backend not in BACKENDS:
             raise GvstoreError(f"{key}.backend must be one of {', '.join(BACKENDS)}")
