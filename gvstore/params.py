@@ -14,14 +14,13 @@ from typing import Any, Literal
 
 import msgspec
 
+from gvstore.backends.base import names as backend_names
 from gvstore.errors import GvstoreError
 from gvstore.io import read_yaml
 from gvstore.models import ModelSpec, model_table
 from gvstore.names import check_name, child
 from gvstore.params_check import check_bounds, check_names
 from gvstore.records import Sampling
-
-BACKENDS = ("transformers", "vllm", "openai")
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -255,8 +254,8 @@ def validate(params: Params, *, check_data: bool = True) -> list[str]:
     check_bounds(params)
     params.sample.sampling().check()  # the one sampling validation (records.Sampling.check)
     for key, backend in (("sample", params.sample.backend), ("verify", params.verify.backend)):
-        if backend not in BACKENDS:
-            raise GvstoreError(f"{key}.backend must be one of {', '.join(BACKENDS)}")
+        if backend not in backend_names():
+            raise GvstoreError(f"{key}.backend must be one of {', '.join(backend_names())}")
     check.check_specs(params)
     notes: list[str] = []
     if params.rounds.enabled:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import msgspec
 import pytest
 
 from gvstore import params
@@ -9,9 +12,21 @@ from gvstore.backends import available, get_backend
 from gvstore.errors import GvstoreError
 from gvstore.models import ModelSpec
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def test_params_accepts_exactly_the_registered_back_ends() -> None:
-    assert sorted(params.BACKENDS) == available() == ["openai", "transformers", "vllm"]
+    assert available() == ["openai", "transformers", "vllm"]
+    base = params.load(REPO / "params.yaml")
+    for name in available():
+        p = msgspec.structs.replace(base, sample=msgspec.structs.replace(base.sample,
+                                                                         backend=name))
+        params.validate(p, check_data=False)
+    bad = msgspec.structs.replace(base, verify=msgspec.structs.replace(base.verify,
+                                                                       backend="nope"))
+    with pytest.raises(GvstoreError, match="^verify.backend must be one of transformers, "
+                       "vllm, openai$"):
+        params.validate(bad, check_data=False)
 
 
 def test_an_unknown_back_end_names_the_registered_ones() -> None:

@@ -79,8 +79,13 @@ _REGISTRY: dict[str, tuple[str, str]] = {
 
 
 def available() -> list[str]:
-    """Registered back-end names."""
+    """Registered back-end names, sorted."""
     return sorted(_REGISTRY)
+
+
+def names() -> tuple[str, ...]:
+    """Registered back-end names in registration order (how messages list them)."""
+    return tuple(_REGISTRY)
 
 
 def get_backend(name: str, model: ModelSpec, **options: object) -> Backend:
