@@ -29,15 +29,8 @@ __all__ = ["MAX_BYTES", "MAX_DEPTH", "atomic_folder", "atomic_path", "fsync_dir"
 
 
 def fsync_dir(path: Path) -> None:
-    """Make a rename in the folder ``path`` durable (fsync the folder itself)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
+    """Make a rename in the folder ``path`` durable (fsync the folder itself); given a file,
+    fsync that file."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -59,7 +52,7 @@ def atomic_path(target: Path | str, *, durable: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         if durable:
-            _fsync_file(tmp)
+            fsync_dir(tmp)
         os.replace(tmp, target)
         if durable:
             fsync_dir(target.parent)
