@@ -58,7 +58,7 @@ def _imports(tree: ast.AST) -> list[tuple[int, str]]:
                 out.append((node.lineno, node.module))
         elif isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names if a.name.startswith("gvstore.")]
-    return out
+    return sorted(out)
 
 
 SOURCES = sorted(PKG.rglob("*.py"))
