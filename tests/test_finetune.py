@@ -15,7 +15,6 @@ from typing import Any
 
 import msgspec
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from gvstore.errors import GvstoreError
@@ -287,20 +286,19 @@ def test_sft_round(sft_round: tuple[ModelSpec, FinetuneResult, Path], tmp_path: 
 
 def test_cli_finds_the_round_up_to_date(sft_round: tuple[ModelSpec, FinetuneResult, Path]) \
         -> None:
-    from gvstore.cli.finetune import finetune_cmd
+    from gvstore.cli.app import app
 
     parent, res, data = sft_round
-    app = typer.Typer()
-    app.command()(finetune_cmd)
-    args = ["--method", "sft", "--data", str(data), "--model-path", str(parent.path),
+    args = ["finetune", "--method", "sft", "--data", str(data), "--model-path", str(parent.path),
             "--out", str(res.path), "--preset", "cpu", "--steps", "3", "--batch-size", "2",
             "--micro-batch-size", "2", "--max-length", "256", "--json"]
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
     got = json.loads(out.stdout)
     assert (got["trained"], got["digest"], got["round"]) == (False, res.digest, 1)
-    bad = CliRunner().invoke(app, ["--method", "dpo", "--data", str(data)])
-    assert isinstance(bad.exception, GvstoreError) and "unknown method" in str(bad.exception)
+    bad = CliRunner().invoke(app, ["finetune", "--method", "dpo", "--data", str(data)])
+    assert bad.exit_code == 1 and bad.stderr.startswith("error: ") and len(
+        bad.stderr.splitlines()) == 1 and "unknown method" in bad.stderr, bad.output
 
 
 def test_rpo_round_after_sft(sft_round: tuple[ModelSpec, FinetuneResult, Path],

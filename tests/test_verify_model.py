@@ -17,16 +17,18 @@ from typer.testing import CliRunner
 
 from gvstore.backends.base import LoglikRequest
 from gvstore.backends.hf import TransformersBackend
+from gvstore.cli.app import app
 from gvstore.models import SMOLLM2, resolve
 from gvstore.records import Comparison, Generation, Verification, seal
 from gvstore.steps.verify import VerifySpec, plan, run, select
 from gvstore.store import Store
 from gvstore.tasks.registry import get_task
 from gvstore.verifiers.mc import mc_answers
+from gvstore.verifiers.registry import method_names
 
 pytest.importorskip("transformers")
 
-METHODS = ("mc", "cot_binary", "cot_score", "tournament")
+METHODS = method_names()
 
 
 @pytest.fixture(scope="session")
@@ -93,16 +95,6 @@ def test_mc_on_the_real_model(backend: TransformersBackend, models_dir: Path,
 # ---- end to end through the CLI ---------------------------------------------------------
 
 
-def _app() -> typer.Typer:
-    from gvstore.cli.model import generate_cmd
-    from gvstore.cli.verify import verify_cmd
-
-    app = typer.Typer()
-    app.command("generate")(generate_cmd)
-    app.command("verify")(verify_cmd)
-    return app
-
-
 def _cli(app: typer.Typer, *args: str) -> dict[str, object]:
     res = CliRunner().invoke(app, [*args, "--json", "-q"])
     assert res.exit_code == 0, res.output
@@ -117,7 +109,6 @@ def end_to_end(backend: TransformersBackend, models_dir: Path, monkeypatch: pyte
     import gvstore.backends
 
     monkeypatch.setattr(gvstore.backends, "get_backend", lambda *a, **k: backend)
-    app = _app()
     common = ["--models-dir", str(models_dir)]
     gen = _cli(app, "generate", "--task", "arith", "--prompts", str(prompts), "--n", str(n),
                "--max-tokens", str(gen_tokens), *common)
@@ -155,7 +146,7 @@ def test_end_to_end_small(backend: TransformersBackend, models_dir: Path,
                      verify_tokens=24, rounds=1)
     _check(out, 2, 2, 1)
     # Everything is in the store now: a second pass asks the model nothing.
-    again = _cli(_app(), "verify", "--method", "cot_score", "--task", "arith",
+    again = _cli(app, "verify", "--method", "cot_score", "--task", "arith",
                  "--max-tokens", "24", "--models-dir", str(models_dir))
     assert again["verified"] == 0 and again["present"] == 4
 
