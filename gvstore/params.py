@@ -49,8 +49,11 @@ class Study(_Strict, frozen=True, forbid_unknown_fields=True):
 class TaskEntry(_Strict, frozen=True, forbid_unknown_fields=True):
     split: str = "test"
     prompts: int | None = None
-    """First N items of the split (None: all)."""
+    """How many items (None: all after ``offset``)."""
     offset: int = 0
+    select: Literal["first", "stratified"] = "first"
+    """first: items offset.. of the split in order; stratified: a draw seeded by base.seed,
+    spread evenly over the task's strata (``gvstore.tasks.select``, docs/tasks.md)."""
     kshot: int | None = None
     """Exemplars per prompt (None: the task's default)."""
     data: str | None = None

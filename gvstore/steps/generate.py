@@ -164,18 +164,14 @@ def run(
     return summary
 
 
-def task_prompts(task: str, entry: TaskEntry) -> list[Prompt]:
-    """The prompt records of one task's table entry (split, offset, count, k-shot)."""
+def task_prompts(task: str, entry: TaskEntry, *, seed: int) -> list[Prompt]:
+    """The prompt records of one task's table entry (split, selection, k-shot); ``seed`` is
+    the base seed (a stratified selection draws with it)."""
     from gvstore.tasks.registry import get_task
+    from gvstore.tasks.select import entry_items
 
     t = get_task(task, entry.data)
-    t.check_split(entry.split)
-    items = t.items(entry.split)
-    stop = entry.offset + entry.prompts if entry.prompts is not None else None
-    items = items[entry.offset:stop]
-    if not items:
-        raise GvstoreError(f"no items of {task}/{entry.split} in that range")
-    return [t.prompt_record(it, entry.kshot) for it in items]
+    return [t.prompt_record(it, entry.kshot) for it in entry_items(t, entry, seed)]
 
 
 def generate_task(
@@ -196,7 +192,7 @@ def generate_task(
     from gvstore.backends import get_backend
     from gvstore.models import resolve
 
-    prompt_recs = task_prompts(task, entry)
+    prompt_recs = task_prompts(task, entry, seed=seed)
     gspec = GenerateSpec(
         model=spec.name, model_digest=resolve(spec, models_dir).digest, backend=sample.backend,
         sampling=sample.sampling(), n=sample.n, seed=seed,

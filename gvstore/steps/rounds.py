@@ -96,14 +96,11 @@ class PromptSet:
 
 def prompt_set(params: Params) -> PromptSet:
     from gvstore.tasks.registry import get_task
+    from gvstore.tasks.select import entry_items
 
     entry = params.rounds_prompts()
     task = get_task(params.rounds.task, entry.data)
-    task.check_split(entry.split)
-    stop = entry.offset + entry.prompts if entry.prompts is not None else None
-    items = task.items(entry.split)[entry.offset:stop]
-    if not items:
-        raise GvstoreError(f"no items of {params.rounds.task}/{entry.split} in the rounds' range")
+    items = entry_items(task, entry, params.base.seed)  # the generate step's selection
     recs = [seal(task.prompt_record(it, entry.kshot)) for it in items]
     return PromptSet(entry.split, [p.item_id for p in recs], frozenset(p.id for p in recs))
 

@@ -95,6 +95,7 @@ class Arith(Task):
     version = "2"  # 2: GSM8K's grader: a hedge ("3 or 4") is wrong; ".5" is 0.5
     description = "integer arithmetic in 5 levels (generated), 'The answer is N.'"
     default_kshot = 4
+    stratum_key = "level"  # select: stratified draws evenly across the 5 levels
     seed = 0
     per_level = 100
 

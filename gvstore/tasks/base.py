@@ -69,6 +69,9 @@ class Task(ABC):
     shot_separator: ClassVar[str] = "\n\n"
     instruction: ClassVar[str] = ""
     variant: ClassVar[str] = ""  # "" for the task's own grader
+    # the ``Item.meta`` key whose value is an item's stratum (``select: stratified`` spreads a
+    # draw evenly over them, ``tasks/select.py``); None: no strata (a plain seeded sample)
+    stratum_key: ClassVar[str | None] = None
 
     @property
     def grader_id(self) -> str:
