@@ -186,13 +186,16 @@ def generate_task(
     models_dir: Path,
     folder: str,
     progress: Progress | None = None,
+    more: Sequence[TaskEntry] = (),
 ) -> GenerateSummary:
-    """Generate one model's missing samples of one task. The model's weights are resolved
-    (and digested) now; the model loads only if some sample is missing."""
+    """Generate one model's missing samples of one task: ``entry``'s prompts, then those of
+    each entry of ``more`` (disjoint prompts: the rounds' held-out set), in one batch loop. The
+    model's weights are resolved (and digested) now; the model loads only if some sample is
+    missing."""
     from gvstore.backends import get_backend
     from gvstore.models import resolve
 
-    prompt_recs = task_prompts(task, entry, seed=seed)
+    prompt_recs = [p for e in (entry, *more) for p in task_prompts(task, e, seed=seed)]
     gspec = GenerateSpec(
         model=spec.name, model_digest=resolve(spec, models_dir).digest, backend=sample.backend,
         sampling=sample.sampling(), n=sample.n, seed=seed,
