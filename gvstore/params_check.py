@@ -181,6 +181,12 @@ def check_entry(where: str, name: str, entry: TaskEntry, check_data: bool) -> st
     if n <= entry.offset:
         raise GvstoreError(f"{where}: offset {entry.offset} leaves no items of the {n} in "
                            f"{entry.split}")
+    if entry.select == "stratified":  # a draw past the end is refused (any seed: same range)
+        from gvstore.tasks.select import entry_items
+        try:
+            entry_items(task, entry, 0)
+        except GvstoreError as exc:
+            raise GvstoreError(f"{where}: {exc}") from None
     return f"task {name}: {n} items in {entry.split}"
 
 
