@@ -114,7 +114,12 @@ class RoundsParams(_Strict, frozen=True, forbid_unknown_fields=True):
     ``start``, each later one from the one before (dvc.yaml needs the pairs spelled out)."""
     task: str = "arith"
     prompts: TaskEntry | None = None
-    """The rounds' prompts (default: ``tasks.<task>``)."""
+    """The rounds' prompts (default: ``tasks.<task>``): every round trains on its samples of
+    these, and the report's ``train`` figures are measured on them."""
+    heldout: TaskEntry | None = None
+    """Held-out prompts of the same task (None: none): every round generates, grades and
+    verifies them too and the report shows them beside the training prompts (``held-out``),
+    but they never reach a training set. No (split, item) of them may be a training prompt."""
     verifier: str = SELF
     """``self`` (each round's model verifies its own samples: self-improvement), a model of
     study.models (a fixed verifier: the appendix D.3 ablation), or ``ground_truth`` (keep what

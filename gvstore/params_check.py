@@ -79,6 +79,8 @@ def check_bounds(params: Params) -> None:
     tables: list[tuple[str, TaskEntry]] = [(f"tasks.{n}", e) for n, e in params.tasks.items()]
     if params.rounds.prompts is not None:
         tables.append(("rounds.prompts", params.rounds.prompts))
+    if params.rounds.heldout is not None:
+        tables.append(("rounds.heldout", params.rounds.heldout))
     for where, entry in tables:
         for field, lo, hi in TABLE_BOUNDS:
             _number(f"{where}.{field}", getattr(entry, field), lo, hi)
@@ -258,15 +260,58 @@ def check_rounds(params: Params, check_data: bool) -> list[str]:
     for cuda in (False, True) if r.preset == "auto" else (None,):
         hp = build_hparams(r.preset, None, cuda=bool(cuda), where="rounds.hyperparameters",
                            **hp_overrides(r.hyperparameters))
-    note = check_entry("rounds.prompts" if r.prompts is not None else f"tasks.{r.task}",
-                       r.task, params.rounds_prompts(), check_data)
+    note = check_entry(_train_key(params), r.task, params.rounds_prompts(), check_data)
     if r.prompts is None and r.task in st.tasks:
         note = None  # the study's own check says it
+    held = _check_heldout(params, check_data)
     notes = [f"rounds: {len(chain) - 1} rounds from {first} on {r.task}, {r.update} on "
              f"{'the ground truth' if r.verifier == GROUND_TRUTH else r.filter} "
              f"({r.verifier} verifier), {hp.steps} steps of {hp.batch_size} per round"
              + (" on a CUDA machine" if r.preset == "auto" else "")]
-    return notes + ([note] if note else [])
+    return notes + [n for n in (note, held) if n]
+
+
+def _train_key(params: Params) -> str:
+    """Where the rounds' training prompts are set."""
+    return "rounds.prompts" if params.rounds.prompts is not None else f"tasks.{params.rounds.task}"
+
+
+def check_disjoint(params: Params, train: tuple[str, list[str]],
+                   heldout: tuple[str, list[str]]) -> None:
+    """The held-out prompts (split, item ids) share no item of the same split with the training
+    prompts (else a one-line error naming how many)."""
+    (tsplit, titems), (hsplit, hitems) = train, heldout
+    both = sorted(set(titems) & set(hitems)) if tsplit == hsplit else []
+    if both:
+        raise GvstoreError(
+            f"rounds.heldout: {len(both)} of its {len(hitems)} prompts are training prompts "
+            f"too ({_train_key(params)}, split {hsplit}; first {both[0]!r}); held-out prompts "
+            "must be disjoint: another offset or split - at `$.rounds.heldout`")
+
+
+def _check_heldout(params: Params, check_data: bool) -> str | None:
+    """``rounds.heldout``: a prompt range of the rounds' task, disjoint (check_data) from the
+    training prompts."""
+    from gvstore.tasks.registry import get_task
+    from gvstore.tasks.select import entry_items
+
+    r = params.rounds
+    if r.heldout is None:
+        return None
+    check_entry("rounds.heldout", r.task, r.heldout, check_data)
+    if not check_data:
+        return None
+    sets = []
+    for where, entry in ((_train_key(params), params.rounds_prompts()), ("rounds.heldout",
+                                                                          r.heldout)):
+        try:
+            items = entry_items(get_task(r.task, entry.data), entry, params.base.seed)
+        except GvstoreError as exc:
+            raise GvstoreError(f"{where}: {exc}") from None
+        sets.append((entry.split, [it.item_id for it in items]))
+    check_disjoint(params, sets[0], sets[1])
+    return (f"rounds: {len(sets[1][1])} held-out prompts of {r.task}/{r.heldout.split} beside "
+            f"{len(sets[0][1])} training prompts")
 
 
 def check_round_folders(params: Params) -> list[str]:

@@ -194,31 +194,48 @@ def _rounds(store: Store, params: Params, out: Path, rep: Report) -> dict[str, A
 
 def rounds_views(d: dict[str, Any]) -> list[Table | str]:
     """What to print of a round report (``RoundsReport.to_dict()``): one row per round, then
-    the trend and the rounds' notes (or the error that stopped it)."""
+    the trend and the rounds' notes (or the error that stopped it). With held-out prompts
+    (``d["heldout"]``), each round has two rows side by side, ``train`` and ``held-out``, and
+    each set its own trend line and notes."""
     from gvstore.output import fmt, table
 
     if "error" in d:
         return [f"rounds: {d['error']}"]
     ks = [str(k) for k in d["ks"]]
+    held = d.get("heldout")
+    sets = [("train", d)] + ([("held-out", held)] if held is not None else [])
     rows = []
-    for r in d["rows"]:
-        gap = (f"{fmt(r['gap'])} [{fmt(r['gap_lo'])}, {fmt(r['gap_hi'])}]"
-               if r["gap"] is not None else "-")
-        verifier = "self" if r["verifier"] == r["model"] else (r["verifier"] or "-")
-        rows.append([r["round"], r["model"], verifier, r["prompts"], r["samples"],
-                     r["acc_strict"], r["acc_flexible"], gap, r["rel_gap"],
-                     *(r["pass_at_k"].get(k) for k in ks), r["effective_answers"],
-                     r["distinct_answers"]])
+    for i in range(len(d["rows"])):
+        for name, rep in sets:
+            row = _round_cells(rep["rows"][i], ks)
+            rows.append(row if held is None else [*row[:3], name, *row[3:]])
     spec = d["spec"] or "ground truth"
     out: list[Table | str] = [table(
-        f"rounds on {d['task']}: filter {spec}, gap and pass@k on the {d['utility']} utility",
-        ["round", "model", "verifier", "prompts", "samples", "acc strict", "acc flexible",
-         "gap [95% CI]", "rel gap", *(f"pass@{k}" for k in ks), "eff. answers",
-         "distinct"], rows)]
-    trend = ", ".join(f"{k} {fmt(v)}" for k, v in d["trend"].items() if v is not None)
-    out.append(f"first to last round: {trend}; answer diversity {d['diversity']}")
-    out += [f"round {r['round']}: {r['note']}" for r in d["rows"] if r.get("note")]
+        f"rounds on {d['task']}: filter {spec}, gap and pass@k on the {d['utility']} utility"
+        + (" (train: the prompts trained on; held-out: never trained on)" if held else ""),
+        ["round", "model", "verifier", *(["set"] if held else []), "prompts", "samples",
+         "acc strict", "acc flexible", "gap [95% CI]", "rel gap", *(f"pass@{k}" for k in ks),
+         "eff. answers", "distinct"], rows)]
+    for name, rep in sets:
+        trend = ", ".join(f"{k} {fmt(v)}" for k, v in rep["trend"].items() if v is not None)
+        out.append(f"first to last round{f' ({name})' if held else ''}: {trend}; answer "
+                   f"diversity {rep['diversity']}")
+    for name, rep in sets:
+        out += [f"round {r['round']}{' (held-out)' if name == 'held-out' else ''}: {r['note']}"
+                for r in rep["rows"] if r.get("note")]
     return out
+
+
+def _round_cells(r: dict[str, Any], ks: list[str]) -> list[Any]:
+    """One round's cells of the rounds table (``RoundRow.to_dict()``)."""
+    from gvstore.output import fmt
+
+    gap = (f"{fmt(r['gap'])} [{fmt(r['gap_lo'])}, {fmt(r['gap_hi'])}]"
+           if r["gap"] is not None else "-")
+    verifier = "self" if r["verifier"] == r["model"] else (r["verifier"] or "-")
+    return [r["round"], r["model"], verifier, r["prompts"], r["samples"], r["acc_strict"],
+            r["acc_flexible"], gap, r["rel_gap"], *(r["pass_at_k"].get(k) for k in ks),
+            r["effective_answers"], r["distinct_answers"]]
 
 
 def views(metrics: dict[str, Any]) -> list[Table | str]:

@@ -265,6 +265,10 @@ def rounds_figure(report: RoundsReport, path: Path) -> Path:
     xs = [r.round for r in rows]
     a.plot(xs, [r.acc_strict for r in rows], marker="o", label="strict")
     a.plot(xs, [r.acc_flexible for r in rows], marker="s", label="flexible")
+    if report.heldout is not None:  # the same on prompts never trained on, dashed
+        held = report.heldout.rows
+        a.plot(xs, [r.acc_strict for r in held], "--", marker="o", label="strict, held-out")
+        a.plot(xs, [r.acc_flexible for r in held], "--", marker="s", label="flexible, held-out")
     _round_axes(a, "(a) accuracy", "accuracy")
     _gap_panel(b, rows)
     b.set_xlim(a.get_xlim())  # the panels over rounds span the same rounds

@@ -21,6 +21,10 @@ many it had before (``prompts_before``) and lost (``dropped``). Samples are the 
 generations of those prompts (newest grader version, as in ``frames.newest_grades``); ungraded
 ones are left out and counted. ``docs/metrics_extra.md`` ("Rounds") states every definition.
 
+Held-out prompts: ``RoundsReport.heldout`` is the same report on prompts of the task the rounds
+never train on (``steps.rounds.report`` makes both, ``with_heldout`` puts them together), so a
+gain on the training prompts alone (memorised answers, format learning) shows as such.
+
 The numbers of one round are ``round_rows.py``'s; the figure is ``plots.rounds_figure``. The
 library prints nothing; ``write_series`` writes its files atomically.
 """
@@ -193,11 +197,22 @@ class RoundsReport:
     diversity: str
     """``decreasing``, ``increasing`` or ``flat``: effective_answers moved by more than
     ``DIVERSITY_THRESHOLD`` down, up, or neither, from the first round to the last."""
+    heldout: RoundsReport | None = None
+    """The same report on held-out prompts of the task (never trained on), or None. The
+    fields above are then those of the training prompts."""
+
+    def with_heldout(self, heldout: RoundsReport) -> RoundsReport:
+        """This report (the training prompts') with ``heldout`` beside it."""
+        return dataclasses.replace(self, heldout=dataclasses.replace(heldout, heldout=None))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: floats rounded to 6 places, NaN as None."""
+        """JSON-ready: floats rounded to 6 places, NaN as None; ``heldout`` (the same keys) only
+        where there is a held-out set."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["rows"] = [r.to_dict() for r in self.rows]
+        out.pop("heldout")
+        if self.heldout is not None:
+            out["heldout"] = self.heldout.to_dict()
         return dict(clean(out))
 
 
@@ -298,18 +313,22 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def write_series(report: RoundsReport, folder: Path) -> list[Path]:
     """Write ``rounds.csv`` (one row per round: SERIES_COLUMNS, then ``pass@K`` per k) and
-    ``rounds-passk.csv`` (``round, model, k, pass_at_k``) under ``folder``, atomically.
+    ``rounds-passk.csv`` (``round, model, k, pass_at_k``) under ``folder``, atomically; with a
+    held-out set, the same of it in ``rounds-heldout.csv`` and ``rounds-heldout-passk.csv``.
     Empty cells are None; floats are rounded to 6 places."""
     folder = Path(folder)
-    dicts = [r.to_dict() for r in report.rows]
-    header = [*SERIES_COLUMNS, *(f"pass@{k}" for k in report.ks)]
-    series = [[d[c] for c in SERIES_COLUMNS] + [d["pass_at_k"][str(k)] for k in report.ks]
-              for d in dicts]
-    passk = [[d["round"], d["model"], k, d["pass_at_k"][str(k)]]
-             for d in dicts for k in report.ks]
-    return [
-        write_atomic(folder / "rounds.csv", _csv(header, series)),
-        write_atomic(folder / "rounds-passk.csv",
-                     _csv(("round", "model", "k", "pass_at_k"), passk)),
-    ]
+    out = []
+    parts = [("rounds", report)] + ([("rounds-heldout", report.heldout)]
+                                    if report.heldout is not None else [])
+    for name, rep in parts:
+        dicts = [r.to_dict() for r in rep.rows]
+        header = [*SERIES_COLUMNS, *(f"pass@{k}" for k in rep.ks)]
+        series = [[d[c] for c in SERIES_COLUMNS] + [d["pass_at_k"][str(k)] for k in rep.ks]
+                  for d in dicts]
+        passk = [[d["round"], d["model"], k, d["pass_at_k"][str(k)]]
+                 for d in dicts for k in rep.ks]
+        out += [write_atomic(folder / f"{name}.csv", _csv(header, series)),
+                write_atomic(folder / f"{name}-passk.csv",
+                             _csv(("round", "model", "k", "pass_at_k"), passk))]
+    return out
 

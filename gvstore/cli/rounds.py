@@ -1,7 +1,8 @@
 """``gvstore rounds``: the round report of iterative self-improvement, from the store.
 
 With a params file whose ``rounds`` section is on, the chain (round 0's model, then each
-trained model), the verifier, the filter and the prompts come from it. Otherwise give
+trained model), the verifier, the filter and the prompts come from it (with ``rounds.heldout``,
+every round is shown on the training prompts and on the held-out ones). Otherwise give
 ``--task``: every (model, round) with generations of that task is a round, sorted by round.
 """
 
@@ -75,10 +76,9 @@ def rounds_cmd(
 def _from_params(ctx: typer.Context, params_file: Path, store_path: Path | None, *,
                  k: list[int] | None, utility: str | None, resamples: int | None,
                  seed: int | None, grader: str | None) -> RoundsReport:
-    """The report of a params file's rounds; the options override its report section."""
-    from gvstore.analysis.rounds import round_report
+    """The report of a params file's rounds (training and held-out prompts); the options
+    override its report section."""
     from gvstore.params import load
-    from gvstore.replay import Projections
     from gvstore.steps import rounds
     from gvstore.store import Store
 
@@ -93,14 +93,8 @@ def _from_params(ctx: typer.Context, params_file: Path, store_path: Path | None,
     store = Store(store_path or obj.get("store") or params.base.store)
     if not store.root.exists():
         raise GvstoreError(f"no store at {store.root}: run the study first (dvc repro)")
-    rp = params.report
-    prompts = rounds.prompt_set(params)
-    return round_report(
-        Projections(store), params.rounds.task, rounds.chain(params),
-        spec=rounds.filter_spec(params), ks=k or rp.passk, utility=utility or rp.utility,
-        resamples=rp.resamples if resamples is None else resamples,
-        seed=params.base.seed if seed is None else seed, grader=grader,
-        items=prompts.items, split=prompts.split)
+    return rounds.report(params, store, ks=k, utility=utility, resamples=resamples, seed=seed,
+                         grader=grader)
 
 
 def _from_store(ctx: typer.Context, store_path: Path | None, task: str, spec: str | None,

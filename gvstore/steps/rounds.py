@@ -13,11 +13,17 @@ its parent's round) and ``<rounds.dir>/models/<model>`` (the weights). Every ste
 idempotent: the store says what is missing, and a model folder whose manifest records the same
 parent, data and settings is not trained again. Round 0 shares its records with the main study
 where the prompts and settings are the same (same keys), so it costs nothing there.
+
+Two prompt sets of the one task: the training prompts (``prompt_set``: ``rounds.prompts``, else
+``tasks.<task>``) and, if ``rounds.heldout`` is set, the held-out prompts (``heldout_set``,
+disjoint from them). Every round generates, grades and verifies both (the same stages and
+folders), the training set of the next round comes from the training prompts alone, and the
+report measures each round on both, apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
     from gvstore.analysis.rounds import RoundRef, RoundsReport
     from gvstore.analysis.specs import Spec
     from gvstore.models import ModelSpec
+    from gvstore.params import TaskEntry
     from gvstore.steps.base import Progress
     from gvstore.steps.finetune.config import Hyperparams
     from gvstore.steps.finetune.step import FinetuneResult
@@ -87,22 +94,48 @@ def filter_spec(params: Params) -> Spec | None:
 
 @dataclass(frozen=True)
 class PromptSet:
-    """The rounds' prompts: item ids (in the task's order) and prompt record ids."""
+    """A set of the rounds' prompts: item ids (in the task's order) and prompt record ids."""
 
     split: str
     items: list[str]
     prompt_ids: frozenset[str]
 
 
-def prompt_set(params: Params) -> PromptSet:
+def _entry_set(params: Params, entry: TaskEntry) -> PromptSet:
     from gvstore.tasks.registry import get_task
     from gvstore.tasks.select import entry_items
 
-    entry = params.rounds_prompts()
     task = get_task(params.rounds.task, entry.data)
     items = entry_items(task, entry, params.base.seed)  # the generate step's selection
     recs = [seal(task.prompt_record(it, entry.kshot)) for it in items]
     return PromptSet(entry.split, [p.item_id for p in recs], frozenset(p.id for p in recs))
+
+
+def prompt_set(params: Params) -> PromptSet:
+    """The rounds' training prompts (``rounds.prompts``, else ``tasks.<task>``): the training
+    sets come from these alone."""
+    return _entry_set(params, params.rounds_prompts())
+
+
+def heldout_set(params: Params) -> PromptSet | None:
+    """The rounds' held-out prompts (``rounds.heldout``; None: none), checked disjoint from the
+    training prompts (no item of the same split in both)."""
+    from gvstore.params_check import check_disjoint
+
+    entry = params.rounds.heldout
+    if entry is None:
+        return None
+    held = _entry_set(params, entry)
+    train = prompt_set(params)
+    check_disjoint(params, (train.split, train.items), (held.split, held.items))
+    return held
+
+
+def _all_prompts(params: Params) -> frozenset[str]:
+    """The prompt record ids every round generates, grades and verifies: training and
+    held-out."""
+    held = heldout_set(params)
+    return prompt_set(params).prompt_ids | (held.prompt_ids if held else frozenset())
 
 
 def _store(params: Params) -> Store:
@@ -118,16 +151,18 @@ def _ensure(store: Store, name: str) -> None:
 
 def generate(params: Params, model: str, *, progress: Progress | None = None
              ) -> GenerateSummary:
-    """Round ``model``'s samples of the rounds' prompts (only the missing ones)."""
+    """Round ``model``'s samples of the rounds' prompts, training then held-out (only the
+    missing ones)."""
     from gvstore.steps.generate import generate_task
 
     r = params.rounds
     store = _store(params)
     out = f"{folder(model, 'generate')}/{r.task}"
+    heldout_set(params)  # checked disjoint before any sample
     summary = generate_task(
         store, round_model(params, model), r.task, params.rounds_prompts(), params.sample,
         seed=params.base.seed, round_=r.round_of(model), models_dir=Path(params.base.models_dir),
-        folder=out, progress=progress)
+        folder=out, progress=progress, more=[r.heldout] if r.heldout is not None else [])
     _ensure(store, out)
     return summary
 
@@ -161,20 +196,21 @@ def verify(params: Params, model: str, *,
     if name is None or spec is None:
         return []
     verifier = round_model(params, name)
-    prompts = prompt_set(params)
+    prompt_ids = _all_prompts(params)
     out = []
     for method in methods_of(spec):
         with progress(method, verifier.name) if progress else nullcontext() as bar:
             out.append(verify_with_params(
                 params, store, verifier, method, r.task,
                 folder=f"{folder(model, 'verify')}/{method}", progress=bar, generator=model,
-                round_=r.round_of(model), prompt_ids=prompts.prompt_ids))
+                round_=r.round_of(model), prompt_ids=prompt_ids))
     return out
 
 
 def training_set(params: Params, model: str) -> ExportReport:
-    """The training set of ``model``: its parent's round, filtered (kept samples for sft,
-    chosen/rejected pairs for rpo). An empty set is an error: there is nothing to train on."""
+    """The training set of ``model``: its parent's round on the training prompts alone (never
+    the held-out ones), filtered (kept samples for sft, chosen/rejected pairs for rpo). An
+    empty set is an error: there is nothing to train on."""
     from gvstore.analysis.export import export_pairs, export_sft
     from gvstore.analysis.frames import Filters
     from gvstore.replay import handle
@@ -234,17 +270,34 @@ def chain(params: Params) -> list[RoundRef]:
 
 
 def report(params: Params, store: Store | None = None, *,
-           items: Collection[str] | None = None) -> RoundsReport:
-    """The round report of a params file's rounds (prompts: the rounds' prompt set)."""
+           items: Collection[str] | None = None, ks: Sequence[int] | None = None,
+           utility: str | None = None, resamples: int | None = None, seed: int | None = None,
+           grader: str | None = None) -> RoundsReport:
+    """The round report of a params file's rounds: on the training prompts (``items``: these
+    instead), and with ``rounds.heldout`` the same figures on the held-out prompts beside them
+    (``RoundsReport.heldout``). ``ks``, ``utility``, ``resamples``, ``seed`` and ``grader``
+    override the report section and base.seed (None: the params')."""
     from gvstore.analysis.rounds import round_report
     from gvstore.replay import Projections
 
     if not params.rounds.enabled:
         raise GvstoreError("no rounds in the params file (rounds.start is empty)")
-    prompts = prompt_set(params)
-    rep = params.report
-    return round_report(
-        Projections(store or _store(params)), params.rounds.task, chain(params),
-        spec=filter_spec(params), ks=rep.passk, utility=rep.utility, resamples=rep.resamples,
-        seed=params.base.seed, items=items if items is not None else prompts.items,
-        split=prompts.split)
+    rp = params.report
+    proj = Projections(store or _store(params))
+    train, held = prompt_set(params), heldout_set(params)
+
+    def on(prompts: PromptSet, chosen: Collection[str]) -> RoundsReport:
+        return round_report(
+            proj, params.rounds.task, chain(params), spec=filter_spec(params),
+            ks=ks or rp.passk, utility=utility or rp.utility,
+            resamples=rp.resamples if resamples is None else resamples,
+            seed=params.base.seed if seed is None else seed, grader=grader, items=chosen,
+            split=prompts.split)
+
+    out = on(train, items if items is not None else train.items)
+    if held is None:
+        return out
+    try:
+        return out.with_heldout(on(held, held.items))
+    except GvstoreError as exc:
+        raise GvstoreError(f"held-out prompts (rounds.heldout): {exc}") from None
