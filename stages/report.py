@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import load_params, note, run, show, stage_store  # noqa: E402
+from common import load_params, note, run, stage_store  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,13 +16,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     def body() -> int:
-        from gvstore.report import build, views
+        from gvstore.report import build
 
         params = load_params(args.params)
         out = Path(params.base.reports)
-        report = build(stage_store(params), params, out)
-        show(*views(report.metrics))
-        note(f"report: {out / 'metrics.json'} and plots in {out}")
+        build(stage_store(params), params, out)
+        # the tables are shown once, by `gvstore report` (make study runs it after dvc repro)
+        note(f"report: {out / 'metrics.json'} and plots in {out}; `gvstore report` shows it")
         return 0
 
     return run(body)

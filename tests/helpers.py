@@ -362,6 +362,7 @@ def make_project(root: Path, prepared_models: Path,
                            "capture_output": True}
     subprocess.run(["git", "init", "-q"], **run)
     subprocess.run(["dvc", "init", "-q"], **run)
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")  # core.no_scm, as the repo
     subprocess.run(["git", "add", "-A"], **run)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "p"],
                    **run)
