@@ -77,6 +77,10 @@ MISTAKES = {
     "unknown task": ({"rounds.task": "chess"}, "unknown task 'chess'"),
     "bad prompts": ({"rounds.prompts": {"split": "test", "prompts": 0}},
                     "rounds.prompts.prompts must be >= 1"),
+    "bad heldout": ({"rounds.heldout": {"split": "test", "offset": -1}},
+                    "rounds.heldout.offset must be >= 0"),
+    "heldout typo": ({"rounds.heldout": {"split": "test", "promts": 4}},
+                     "$.rounds.heldout.promts"),
 }
 
 

@@ -340,3 +340,27 @@ def test_write_series_and_figure(chain: Projections, tmp_path: Path) -> None:
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
     assert not list((tmp_path / "out").glob(".*.part"))
     assert math.isclose(rep.rows[0].acc_strict, 0.125)
+
+
+def test_without_heldout_prompts_the_report_is_as_before(chain: Projections,
+                                                          tmp_path: Path) -> None:
+    from rich.table import Table
+
+    from gvstore.report import rounds_views
+
+    rep = report(chain, resamples=0)
+    assert rep.heldout is None
+    d = rep.to_dict()
+    assert list(d) == ["task", "utility", "spec", "ks", "prompts", "resamples", "seed", "rows",
+                       "trend", "diversity"]
+    table, *lines = rounds_views(d)
+    assert isinstance(table, Table)
+    assert [str(c.header) for c in table.columns] == [
+        "round", "model", "verifier", "prompts", "samples", "acc strict", "acc flexible",
+        "gap [95% CI]", "rel gap", "pass@1", "pass@2", "pass@4", "eff. answers", "distinct"]
+    title = str(table.title)
+    assert title.startswith("rounds on arith: filter cot_binary:tau=1, gap and pass@k on the "
+                            "strict utility") and "held-out" not in title
+    assert str(lines[0]).startswith("first to last round: acc_strict 0.6250, ")
+    assert lines[1:] == ["round 2: no verifier for this round: no gap"]
+    assert [p.name for p in write_series(rep, tmp_path)] == ["rounds.csv", "rounds-passk.csv"]
