@@ -80,7 +80,7 @@ MISTAKES = {
     "bad heldout": ({"rounds.heldout": {"split": "test", "offset": -1}},
                     "rounds.heldout.offset must be >= 0"),
     "heldout typo": ({"rounds.heldout": {"split": "test", "promts": 4}},
-                     "$.rounds.heldout.promts"),
+                     "unknown field `promts` - at `$.rounds.heldout`"),
 }
 
 
