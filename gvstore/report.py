@@ -10,7 +10,9 @@ Writes into the reports folder:
 * ``sweep-<template>.png``, ``passk.png``;
 * with rounds of self-improvement in the params: ``metrics.json``'s ``rounds`` (accuracy strict
   and flexible, gap, relative gap, pass@k and answer diversity per round, and their trend),
-  ``plots/rounds.csv``, ``plots/rounds-passk.csv`` and ``rounds.png`` (the paper's figure 4).
+  ``plots/rounds.csv``, ``plots/rounds-passk.csv`` and ``rounds.png`` (the paper's figure 4);
+  with ``rounds.heldout``, the same on the held-out prompts (``rounds.heldout`` in the metrics,
+  ``plots/rounds-heldout.csv``, ``plots/rounds-heldout-passk.csv``).
 
 ``build`` returns a ``Report`` (the metrics and the files written) and prints nothing;
 ``views`` and ``rounds_views`` give what ``gvstore report``, ``gvstore rounds`` and the report
