@@ -335,3 +335,19 @@ def test_gvstore_rounds_reads_the_heldout_set(
     assert [r["acc_strict"] for r in d["rows"]] == [0.25, 0.75]
     assert [r["acc_strict"] for r in d["heldout"]["rows"]] == [0.75, 0.0]
     assert d["heldout"]["resamples"] == 0 and d["heldout"]["rows"][0]["gap_lo"] is None
+
+
+def test_the_study_report_carries_the_heldout_rounds(
+        heldout: tuple[Params, dict[str, list[str]]], tmp_path: Path) -> None:
+    from gvstore.report import build, views
+    from gvstore.store import Store
+
+    params, _ = heldout
+    rep = build(Store(params.base.store), params, tmp_path / "reports")
+    rounds = rep.metrics["rounds"]
+    assert [r["acc_strict"] for r in rounds["rows"]] == [0.25, 0.75]
+    assert [r["acc_strict"] for r in rounds["heldout"]["rows"]] == [0.75, 0.0]
+    names = {p.name for p in rep.files}
+    assert {"rounds-heldout.csv", "rounds-heldout-passk.csv", "rounds.png"} <= names
+    assert any(isinstance(v, str) and v.startswith("first to last round (held-out)")
+               for v in views(rep.metrics))
