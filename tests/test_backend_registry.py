@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_params_accepts_exactly_the_registered_back_ends() -> None:
-    assert available() == ["openai", "transformers", "vllm"]
+    assert available() == ["ctranslate2", "ctranslate2-float32", "openai", "transformers",
+                           "vllm"]
     base = params.load(REPO / "params.yaml")
     for name in available():
         p = msgspec.structs.replace(base, sample=msgspec.structs.replace(base.sample,
@@ -25,12 +26,12 @@ def test_params_accepts_exactly_the_registered_back_ends() -> None:
     bad = msgspec.structs.replace(base, verify=msgspec.structs.replace(base.verify,
                                                                        backend="nope"))
     with pytest.raises(GvstoreError, match="^verify.backend must be one of transformers, "
-                       "vllm, openai$"):
+                       "vllm, openai, ctranslate2, ctranslate2-float32$"):
         params.validate(bad, check_data=False)
 
 
 def test_an_unknown_back_end_names_the_registered_ones() -> None:
     spec = ModelSpec(name="fake", source="hub", hub_id="fake/fake", kind="instruct")
-    with pytest.raises(GvstoreError, match="unknown back end 'nope'; choose from openai, "
-                       "transformers, vllm"):
+    with pytest.raises(GvstoreError, match="unknown back end 'nope'; choose from "
+                       "ctranslate2, ctranslate2-float32, openai, transformers, vllm"):
         get_backend("nope", spec)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
 from gvstore.errors import GvstoreError
@@ -75,7 +77,13 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "transformers": ("gvstore.backends.hf:TransformersBackend", "cpu"),
     "vllm": ("gvstore.backends.vllm_backend:VllmBackend", "gpu"),
     "openai": ("gvstore.backends.http:OpenAIBackend", ""),
+    "ctranslate2": ("gvstore.backends.ct2:int8", "cpu"),
+    "ctranslate2-float32": ("gvstore.backends.ct2:float32", "cpu"),
 }
+
+# Back ends that run converted weights: name -> compute type of ``backends/ct2_convert.py``.
+# Their records carry the conversion's digest (``model_digest`` below), not the source's.
+_CONVERTED: dict[str, str] = {"ctranslate2": "int8", "ctranslate2-float32": "float32"}
 
 
 def available() -> list[str]:
@@ -93,13 +101,32 @@ def get_backend(name: str, model: ModelSpec, **options: object) -> Backend:
     entry = _REGISTRY.get(name)
     if entry is None:
         raise GvstoreError(f"unknown back end {name!r}; choose from {', '.join(available())}")
-    target, extra = entry
+    target = entry[0]
     module_name, factory_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        hint = f" (install the `{extra}` extra)" if extra else ""
-        raise GvstoreError(f"back end {name!r} is not installed: {exc}{hint}") from exc
+    module = _import(name, module_name)
     factory = getattr(module, factory_name)
     backend: Backend = factory(model, **options)
     return backend
+
+
+def _import(name: str, module_name: str) -> ModuleType:
+    extra = _REGISTRY[name][1]
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f" (install the `{extra}` extra)" if extra else ""
+        raise GvstoreError(f"back end {name!r} is not installed: {exc}{hint}") from exc
+
+
+def model_digest(name: str, model: ModelSpec, models_dir: Path) -> str:
+    """The model digest the records of back end ``name`` carry for ``model``: the weights'
+    digest (``models.resolve``), or for a back end that runs converted weights the digest of
+    the conversion (the model is converted now if it is not yet)."""
+    compute = _CONVERTED.get(name)
+    if compute is None:
+        from gvstore.models import resolve
+
+        return resolve(model, models_dir).digest
+    convert_mod = _import(name, "gvstore.backends.ct2_convert")
+    digest: str = convert_mod.record_digest(model, models_dir, compute)
+    return digest

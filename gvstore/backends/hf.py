@@ -17,6 +17,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from gvstore.backends import hf_text
 from gvstore.backends.base import LoglikRequest, Sample, SampleRequest
 from gvstore.backends.threads import cpu_threads, set_wait_policy
 from gvstore.models import DEFAULT_MODELS_DIR, ModelSpec, load_hf, resolve
@@ -61,19 +62,10 @@ class TransformersBackend:
 
     def render(self, prompt: str) -> str:
         """The text the model sees: through the chat template for instruct models."""
-        if self.model.kind == "instruct" and self.tokenizer.chat_template:
-            text: str = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False,
-                add_generation_prompt=True,
-            )
-            return text
-        return prompt
+        return hf_text.render(self.tokenizer, self.model.kind, prompt)
 
     def _encode(self, text: str) -> list[int]:
-        # The chat template already holds the special tokens it needs.
-        add = self.model.kind != "instruct"
-        ids: list[int] = self.tokenizer(text, add_special_tokens=add)["input_ids"]
-        return ids
+        return hf_text.encode(self.tokenizer, self.model.kind, text)
 
     # ---- sampling --------------------------------------------------------------------------
 
@@ -112,20 +104,7 @@ class TransformersBackend:
         return [self._finish(row, sp) for row in new]
 
     def _finish(self, row: list[int], sp: Sampling) -> Sample:
-        eos = self.tokenizer.eos_token_id
-        eos_ids = set(eos) if isinstance(eos, list) else {eos}
-        n = len(row)
-        reason = "length"
-        for j, t in enumerate(row):
-            if t in eos_ids:
-                n, reason = j, "stop"
-                break
-        text: str = self.tokenizer.decode(row[:n], skip_special_tokens=True)
-        for s in sp.stop:
-            cut = text.find(s)
-            if cut >= 0:
-                text, reason = text[:cut], "stop"
-        return Sample(text=text, n_tokens=n, finish_reason=reason)
+        return hf_text.finish(self.tokenizer, row, sp)
 
     # ---- log-likelihoods -------------------------------------------------------------------
 

@@ -344,11 +344,11 @@ def verify_task(
     weights are resolved (and digested) now; the model loads only if some verification is
     missing."""
     from gvstore.backends import get_backend
-    from gvstore.models import resolve
+    from gvstore.backends.base import model_digest
 
     vspec = VerifySpec(
         method=method, verifier=verifier.name,
-        verifier_digest=resolve(verifier, models_dir).digest, backend=backend,
+        verifier_digest=model_digest(backend, verifier, models_dir), backend=backend,
         verifier_kind=verifier.kind, sampling=sampling, repeats=repeats, rounds=rounds,
         seed=seed, batch_size=batch_size,
     )
