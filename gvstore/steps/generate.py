@@ -193,11 +193,12 @@ def generate_task(
     model's weights are resolved (and digested) now; the model loads only if some sample is
     missing."""
     from gvstore.backends import get_backend
-    from gvstore.models import resolve
+    from gvstore.backends.base import model_digest
 
     prompt_recs = [p for e in (entry, *more) for p in task_prompts(task, e, seed=seed)]
     gspec = GenerateSpec(
-        model=spec.name, model_digest=resolve(spec, models_dir).digest, backend=sample.backend,
+        model=spec.name, model_digest=model_digest(sample.backend, spec, models_dir),
+        backend=sample.backend,
         sampling=sample.sampling(), n=sample.n, seed=seed,
         round=spec.round if round_ is None else round_, batch_size=sample.batch_size,
     )
