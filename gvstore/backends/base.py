@@ -103,13 +103,20 @@ def get_backend(name: str, model: ModelSpec, **options: object) -> Backend:
         raise GvstoreError(f"unknown back end {name!r}; choose from {', '.join(available())}")
     target = entry[0]
     module_name, factory_name = target.split(":")
-    module = _import(name, module_name)
+    module = import_for(name, module_name)
     factory = getattr(module, factory_name)
     backend: Backend = factory(model, **options)
     return backend
 
 
-def _import(name: str, module_name: str) -> ModuleType:
+def converting() -> dict[str, str]:
+    """The back ends that run converted weights: name -> compute type."""
+    return dict(_CONVERTED)
+
+
+def import_for(name: str, module_name: str) -> ModuleType:
+    """Import a module of back end ``name``; a missing package is a one-line error naming the
+    extra that installs it."""
     extra = _REGISTRY[name][1]
     try:
         return importlib.import_module(module_name)
@@ -127,6 +134,6 @@ def model_digest(name: str, model: ModelSpec, models_dir: Path) -> str:
         from gvstore.models import resolve
 
         return resolve(model, models_dir).digest
-    convert_mod = _import(name, "gvstore.backends.ct2_convert")
+    convert_mod = import_for(name, "gvstore.backends.ct2_convert")
     digest: str = convert_mod.record_digest(model, models_dir, compute)
     return digest
