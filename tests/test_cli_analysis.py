@@ -59,7 +59,7 @@ def test_gap_json(app: typer.Typer, store: Path) -> None:
     for r in rows:
         lo, hi = r["gap_lo"], r["gap_hi"]
         assert r["verdict"] == ("improvable" if lo > 0 else "worse" if hi < 0
-                                else "not improvable")
+                                else "indistinguishable from 0")
     code2, out2 = run(app, store, "gap", "mc:quantile=0.8", "cot_score:tau=8", "--json",
                       "--resamples", "200")
     assert out2 == out  # seeded: same output

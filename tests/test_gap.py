@@ -111,7 +111,7 @@ def test_all_correct_and_all_rejected(tmp_path: Path) -> None:
     r = one(proj, "mc:tau=0.5")
     assert r.empty_prompts == 2 and r.kept == 0
     assert r.gap == 0.0 and r.rel_gap == 0.0 and r.perfect_prompts == 1
-    assert r.verdict == "not improvable"
+    assert r.verdict == "indistinguishable from 0"
 
 
 def test_single_sample_per_prompt(tmp_path: Path) -> None:
@@ -237,8 +237,8 @@ def test_bootstrap_is_seeded_and_matches_the_definition(five: Projections) -> No
 def test_verdicts() -> None:
     assert verdict(0.01, 0.2) == "improvable"
     assert verdict(-0.2, -0.01) == "worse"
-    assert verdict(-0.1, 0.1) == "not improvable"
-    assert verdict(0.0, 0.1) == "not improvable"
+    assert verdict(-0.1, 0.1) == "indistinguishable from 0"
+    assert verdict(0.0, 0.1) == "indistinguishable from 0"
     boot = Bootstrap(4, 0)
     lo, hi = boot.interval(np.zeros((4, 2)))
     assert np.isnan(lo).all() and np.isnan(hi).all()

@@ -14,7 +14,8 @@ with replacement (numpy ``default_rng(seed)``, one (resamples x P) draw shared b
 statistic, so base, reweighted, gap and relative gap are paired), each statistic's mean is
 taken over the drawn prompts, and the interval is the (1 - level)/2 and (1 + level)/2
 percentiles (linear interpolation) of those means. The verdict reads the gap's interval:
-``improvable`` if it lies above 0, ``worse`` if below, ``not improvable`` if it holds 0.
+``improvable`` if it lies above 0, ``worse`` if below, ``indistinguishable from 0`` if it
+holds 0 (the data cannot tell the gap from none: not a finding that it is 0).
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def verdict(lo: float, hi: float) -> str:
         return "improvable"
     if hi < 0:
         return "worse"
-    return "not improvable"
+    return "indistinguishable from 0"
 
 
 class AsDict:

@@ -68,7 +68,7 @@ class RoundRow:
     empty_filter: int | None
     """Prompts whose filter kept nothing (they keep acc(x))."""
     verdict: str | None
-    """From the gap's interval: improvable, not improvable, worse (``gap.verdict``)."""
+    """From the gap's interval: improvable, indistinguishable from 0, worse (``gap.verdict``)."""
     pass_at_k: dict[int, float | None]
     """k -> mean over prompts with >= k graded samples of the unbiased pass@k; None if none."""
     pass_at_k_excluded: dict[int, int]
