@@ -14,11 +14,12 @@ GPU_STAMP := $(GPU_VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum 
 
 # dvc repro -q: DVC's own chatter (lock waits, skipped stages, hashing) is kept out of the way;
 # the stages' progress bars and summary lines still show. DVC prints nothing of its own when
-# it fails under -q, so then `dvc repro --dry` (runs nothing) shows DVC's error, if any.
+# it fails under -q, so then `dvc status` (runs nothing) shows DVC's error, if it had one (a
+# broken dvc.yaml or params file); a failed stage has said why on its own line already.
 define REPRO
 	PATH="$(abspath $(1)):$$PATH" dvc repro -q || { rc=$$?; \
-	  PATH="$(abspath $(1)):$$PATH" dvc repro --dry > /dev/null; \
-	  echo "error: dvc repro failed (exit $$rc); the lines above say why" >&2; exit $$rc; }
+	  PATH="$(abspath $(1)):$$PATH" dvc status > /dev/null; \
+	  echo "error: dvc repro failed (exit $$rc); the lines above say why (\`dvc repro\` without -q shows DVC's own)" >&2; exit $$rc; }
 endef
 
 .PHONY: setup setup-gpu study study-gpu test test-gpu test-slow lint bench
