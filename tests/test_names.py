@@ -234,6 +234,9 @@ def _params(tmp_path: Path, name: str, **entry: object) -> Path:
     raw["study"]["models"].append(name)
     raw["base"]["models_dir"] = "data/models"
     raw["base"]["store"] = "data/store"
+    # the stages under test are about names: the reference back end, so prepare-model
+    # converts nothing for ctranslate2 (a test model's made-up weights would not convert)
+    raw["sample"]["backend"] = raw["verify"]["backend"] = "transformers"
     out = tmp_path / "proj" / "params.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(raw))

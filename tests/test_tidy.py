@@ -4,6 +4,7 @@ once, through DVC's quiet mode (real DVC and git; no model runs)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -46,7 +47,10 @@ def test_make_study_prints_the_report_once_and_quietly() -> None:
 
 
 def test_make_test_gpu_fails_without_cuda() -> None:
-    plan = subprocess.run(["make", "-n", "test-gpu", "GPU_STAMP=Makefile"], cwd=REPO,
+    # not as a sub-make of `make test` (CI): no "Entering directory" lines
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    plan = subprocess.run(["make", "--no-print-directory", "-n", "test-gpu",
+                           "GPU_STAMP=Makefile"], cwd=REPO, env=env,
                           capture_output=True, text=True, check=True).stdout
     check, run = plan.strip().splitlines()[-2:]
     assert "torch.cuda.is_available()" in check and "exit 1" in check

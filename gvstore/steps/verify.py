@@ -346,6 +346,13 @@ def verify_task(
     from gvstore.backends import get_backend
     from gvstore.backends.base import model_digest
 
+    # The generations first: with nothing to verify, no model is converted or digested.
+    selection = select(store, task, generator, round_, prompt_ids)
+    if not selection.generations:
+        raise GvstoreError(f"no generations of task {task!r} in {store.root}"
+                           + (f" by {generator!r}" if generator else "")
+                           + (f" in round {round_}" if round_ is not None else "")
+                           + "; run `gvstore generate` first")
     vspec = VerifySpec(
         method=method, verifier=verifier.name,
         verifier_digest=model_digest(backend, verifier, models_dir), backend=backend,
@@ -353,12 +360,6 @@ def verify_task(
         seed=seed, batch_size=batch_size,
     )
     vspec.check()
-    selection = select(store, task, generator, round_, prompt_ids)
-    if not selection.generations:
-        raise GvstoreError(f"no generations of task {task!r} in {store.root}"
-                           + (f" by {generator!r}" if generator else "")
-                           + (f" in round {round_}" if round_ is not None else "")
-                           + "; run `gvstore generate` first")
 
     def factory() -> Backend:
         return get_backend(backend, verifier, batch_size=batch_size, models_dir=models_dir)
