@@ -23,7 +23,6 @@ this process may use); the bundled GNU OpenMP follows the passive wait policy se
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +105,7 @@ class CTranslate2Backend:
     # ---- sampling --------------------------------------------------------------------------
 
     def sample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
-        out: list[Sample] = []
-        # Consecutive requests with the same sampling parameters share batches.
-        for sampling, group in groupby(requests, key=lambda r: r.sampling):
-            reqs = list(group)
-            for i in range(0, len(reqs), self.batch_size):
-                out.extend(self._sample_batch(reqs[i:i + self.batch_size], sampling))
-        return out
+        return hf_text.sample_in_batches(requests, self.batch_size, self._sample_batch)
 
     def _sample_batch(self, reqs: Sequence[SampleRequest], sp: Sampling) -> list[Sample]:
         starts = [self._tokens(self.prompt_ids(r.prompt)) for r in reqs]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +69,7 @@ class TransformersBackend:
     # ---- sampling --------------------------------------------------------------------------
 
     def sample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
-        out: list[Sample] = []
-        # Consecutive requests with the same sampling parameters share batches.
-        for sampling, group in groupby(requests, key=lambda r: r.sampling):
-            reqs = list(group)
-            for i in range(0, len(reqs), self.batch_size):
-                out.extend(self._sample_batch(reqs[i:i + self.batch_size], sampling))
-        return out
+        return hf_text.sample_in_batches(requests, self.batch_size, self._sample_batch)
 
     def _sample_batch(self, reqs: Sequence[SampleRequest], sp: Sampling) -> list[Sample]:
         import torch

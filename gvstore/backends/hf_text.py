@@ -4,9 +4,11 @@ same text, the same token ids and cut samples the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from itertools import groupby
 from typing import Any
 
-from gvstore.backends.base import Sample
+from gvstore.backends.base import Sample, SampleRequest
 from gvstore.records import Sampling
 
 
@@ -49,3 +51,16 @@ def finish(tokenizer: Any, row: list[int], sp: Sampling) -> Sample:
         if cut >= 0:
             text, reason = text[:cut], "stop"
     return Sample(text=text, n_tokens=n, finish_reason=reason)
+
+
+def sample_in_batches(requests: Sequence[SampleRequest], batch_size: int,
+                      run: Callable[[Sequence[SampleRequest], Sampling], list[Sample]],
+                      ) -> list[Sample]:
+    """``run`` over batches of at most ``batch_size`` consecutive requests that share their
+    sampling parameters, in request order (how both CPU engines batch ``sample``)."""
+    out: list[Sample] = []
+    for sampling, group in groupby(requests, key=lambda r: r.sampling):
+        reqs = list(group)
+        for i in range(0, len(reqs), batch_size):
+            out.extend(run(reqs[i:i + batch_size], sampling))
+    return out
