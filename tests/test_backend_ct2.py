@@ -208,3 +208,44 @@ def test_missing_package_is_one_line_naming_the_extra(
     assert str(exc.value).endswith("(install the `cpu` extra)")
     with pytest.raises(GvstoreError, match="install the `cpu` extra"):
         model_digest("ctranslate2-float32", SMOLLM2, tmp_path)
+
+
+def test_split_shared_runs_a_common_start_once_and_leaves_each_row_a_token() -> None:
+    from gvstore.backends.ct2 import MIN_SHARED, split_shared
+
+    head = [f"t{i}" for i in range(MIN_SHARED + 2)]
+    shared, rest = split_shared([head + ["a", "b"], head + ["c"], head + ["a"]])
+    assert shared == head and rest == [["a", "b"], ["c"], ["a"]]
+    # one row is the other's start: the shorter keeps its last token
+    shared, rest = split_shared([head, head + ["x"]])
+    assert shared == head[:-1] and rest == [head[-1:], head[-1:] + ["x"]]
+    # too little in common, or one row: nothing shared, rows unchanged
+    short = head[:MIN_SHARED - 1]
+    assert split_shared([short + ["a"], short + ["b"]]) == ([], [short + ["a"], short + ["b"]])
+    assert split_shared([head]) == ([], [head])
+    assert split_shared([]) == ([], [])
+
+
+def test_scoring_rows_reads_a_prefix_from_the_row_that_extends_it() -> None:
+    from gvstore.backends.ct2 import scoring_rows
+
+    needs = [(1, 2, 3), (1, 2, 3, 4), (5, 6), (1, 2), (1, 9), (5, 6)]
+    rows, where = scoring_rows(needs)
+    assert sorted(rows) == [(1, 2, 3, 4), (1, 9), (5, 6)]
+    for need, r in zip(needs, where, strict=True):
+        assert rows[r][:len(need)] == need
+    assert scoring_rows([]) == ([], [])
+
+
+def test_loglik_shares_rows_and_matches_one_request_at_a_time(
+    f32: CTranslate2Backend,
+) -> None:
+    """The mc pair (Correct / Incorrect) scored together equals each scored alone, and a row
+    serves both: the shared-row arithmetic reads the right positions."""
+    reqs = [LoglikRequest(p, c) for p in PROMPTS[:3] for c in ("Correct", "Incorrect", " 5")]
+    together = f32.loglik(reqs)
+    alone = [f32.loglik([r])[0] for r in reqs]
+    for (a, n), (b, m) in zip(together, alone, strict=True):
+        assert n == m and abs(a - b) < 1e-4
+    assert [n for _, n in together[:3]] == [1, 2, 2]
+    assert f32.loglik([LoglikRequest("Hi", "")]) == [(0.0, 0)]

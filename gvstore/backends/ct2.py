@@ -22,7 +22,8 @@ this process may use); the bundled GNU OpenMP follows the passive wait policy se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,50 @@ NAMES = {"int8": "ctranslate2", "float32": "ctranslate2-float32"}
 def ct2_seed(seeds: Sequence[int]) -> int:
     """CTranslate2's 32-bit seed for a batch (never 2**32 - 1, which means 'random')."""
     return batch_seed(seeds) % 0xFFFFFFFF
+
+
+MIN_SHARED = 8
+"""Tokens a batch's rows must share at their start before they are run as one static prompt."""
+SCORE_TOKENS = 2048
+"""Tokens per ``forward_batch`` call of ``loglik`` (its log-probabilities over the whole
+vocabulary take 4 bytes x 49,152 a token on SmolLM2: about 400 MB a call)."""
+
+
+def split_shared(rows: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
+    """The token prefix all ``rows`` share (at least ``MIN_SHARED`` tokens, each row keeping
+    one of its own) and each row after it; ``([], rows)`` when they share less.
+
+    CTranslate2 runs a shared prefix once, as a static prompt, and starts every row from its
+    state: a study's prompts share their instruction and k-shot exemplars (181 of arith's 195
+    tokens), its verifier prompts their instruction."""
+    if len(rows) < 2:
+        return [], [list(r) for r in rows]
+    common = os.path.commonprefix([list(r) for r in rows])
+    k = min(len(common), min(len(r) for r in rows) - 1)
+    if k < MIN_SHARED:
+        return [], [list(r) for r in rows]
+    return list(common[:k]), [list(r[k:]) for r in rows]
+
+
+def scoring_rows(needs: Sequence[tuple[int, ...]]) -> tuple[list[tuple[int, ...]], list[int]]:
+    """Rows to score so that every needed sequence is a prefix of one of them, and for each
+    need the index of its row: a need that starts another (a one-token continuation's prompt,
+    inside a longer one's) is read from that one's row instead of a row of its own.
+
+    In sorted order a sequence that is a prefix of any later one is a prefix of the next."""
+    order = sorted(range(len(needs)), key=lambda i: needs[i])
+    rows: list[tuple[int, ...]] = []
+    where = [0] * len(needs)
+    after: int | None = None
+    for i in reversed(order):
+        need = needs[i]
+        if after is not None and needs[after][:len(need)] == need:
+            where[i] = where[after]
+        else:
+            where[i] = len(rows)
+            rows.append(need)
+        after = i
+    return rows, where
 
 
 class CTranslate2Backend:
@@ -122,7 +167,10 @@ class CTranslate2Backend:
             generator = self.generator
         if sp.stop:
             kwargs["callback"] = self._stopper(len(reqs), sp.stop)
-        results = generator.generate_batch(starts, **kwargs)
+        shared, rest = split_shared(starts)
+        if shared:
+            kwargs["static_prompt"] = shared
+        results = generator.generate_batch(rest, **kwargs)
         self.calls += len(reqs)
         return [hf_text.finish(self.tokenizer, list(r.sequences_ids[0]), sp) for r in results]
 
@@ -145,27 +193,47 @@ class CTranslate2Backend:
 
     def loglik(self, requests: Sequence[LoglikRequest]) -> list[tuple[float, int]]:
         """Sum of log p(continuation tokens | rendered prompt), tokenised apart as the
-        transformers back end does. ``score_batch`` gives the log-probability of each token
-        after the first given the ones before it, so the continuation's are the last ones."""
-        out: list[tuple[float, int]] = []
-        for i in range(0, len(requests), self.batch_size):
-            chunk = requests[i:i + self.batch_size]
-            rows = []
-            for r in chunk:
-                p = self.prompt_ids(r.prompt)
-                c: list[int] = self.tokenizer(r.continuation,
-                                              add_special_tokens=False)["input_ids"]
-                rows.append((p, c))
-            results = self.generator.score_batch([self._tokens(p + c) for p, c in rows],
-                                                 max_input_length=0)
-            for (_, c), res in zip(rows, results, strict=True):
-                logp = list(res.log_probs)
-                total = 0.0
-                for v in logp[len(logp) - len(c):]:
-                    total += float(v)
-                out.append((total, len(c)))
-            self.calls += len(chunk)
+        transformers back end does. A continuation of k tokens needs the log-probabilities at
+        the prompt's last position and its first k - 1 positions after it: one row (prompt +
+        continuation minus its last token) through ``forward_batch``. Rows that another row
+        starts with are not run again (``scoring_rows``): the two answers ``mc`` scores share
+        one row."""
+        needs: list[tuple[int, ...]] = []
+        conts: list[list[int]] = []
+        for req in requests:
+            p = self.prompt_ids(req.prompt)
+            c: list[int] = self.tokenizer(req.continuation,
+                                          add_special_tokens=False)["input_ids"]
+            needs.append(tuple(p + c[:-1]) if c else ())
+            conts.append(c)
+        live = [i for i, c in enumerate(conts) if c]
+        rows, where = scoring_rows([needs[i] for i in live])
+        wanted: dict[int, list[int]] = {}
+        for i, r in zip(live, where, strict=True):
+            wanted.setdefault(r, []).append(i)
+        out: list[tuple[float, int]] = [(0.0, 0)] * len(requests)
+        for first, logp in self._row_log_probs(rows):
+            for r in range(first, first + len(logp)):
+                for i in wanted.get(r, []):
+                    c = conts[i]
+                    start = len(needs[i]) - len(c)  # the position that predicts c[0]
+                    total = 0.0
+                    for k, t in enumerate(c):
+                        total += float(logp[r - first][start + k][t])
+                    out[i] = (total, len(c))
+        self.calls += len(requests)
         return out
+
+    def _row_log_probs(self, rows: Sequence[tuple[int, ...]]) -> Iterator[tuple[int, Any]]:
+        """(index of the chunk's first row, its log-probabilities: a numpy array of shape
+        [rows, positions, vocabulary]) for a few rows at a time (``forward_batch``)."""
+        import numpy as np
+
+        first = 0
+        for chunk in _chunks(rows, self.batch_size, SCORE_TOKENS):
+            view = self.generator.forward_batch([list(r) for r in chunk], return_log_probs=True)
+            yield first, np.asarray(view)
+            first += len(chunk)
 
     def close(self) -> None:
         self.generator = None
@@ -179,3 +247,17 @@ def int8(model: ModelSpec, **options: Any) -> CTranslate2Backend:
 def float32(model: ModelSpec, **options: Any) -> CTranslate2Backend:
     """The ``ctranslate2-float32`` back end: float32 weights."""
     return CTranslate2Backend(model, compute_type="float32", **options)
+
+
+def _chunks(rows: Sequence[tuple[int, ...]], size: int,
+            tokens: int) -> Iterator[Sequence[tuple[int, ...]]]:
+    """Consecutive rows, at most ``size`` a chunk and (beyond its first row) at most ``tokens``
+    padded tokens."""
+    i = 0
+    while i < len(rows):
+        j = i + 1
+        while j < len(rows) and j - i < size and (j + 1 - i) * max(
+                len(r) for r in rows[i:j + 1]) <= tokens:
+            j += 1
+        yield rows[i:j]
+        i = j
