@@ -211,7 +211,7 @@ def test_missing_package_is_one_line_naming_the_extra(
 
 
 def test_split_shared_runs_a_common_start_once_and_leaves_each_row_a_token() -> None:
-    from gvstore.backends.ct2 import MIN_SHARED, split_shared
+    from gvstore.backends.ct2_rows import MIN_SHARED, split_shared
 
     head = [f"t{i}" for i in range(MIN_SHARED + 2)]
     shared, rest = split_shared([head + ["a", "b"], head + ["c"], head + ["a"]])
@@ -227,7 +227,7 @@ def test_split_shared_runs_a_common_start_once_and_leaves_each_row_a_token() -> 
 
 
 def test_scoring_rows_reads_a_prefix_from_the_row_that_extends_it() -> None:
-    from gvstore.backends.ct2 import scoring_rows
+    from gvstore.backends.ct2_rows import scoring_rows
 
     needs = [(1, 2, 3), (1, 2, 3, 4), (5, 6), (1, 2), (1, 9), (5, 6)]
     rows, where = scoring_rows(needs)
@@ -249,3 +249,27 @@ def test_loglik_shares_rows_and_matches_one_request_at_a_time(
         assert n == m and abs(a - b) < 1e-4
     assert [n for _, n in together[:3]] == [1, 2, 2]
     assert f32.loglik([LoglikRequest("Hi", "")]) == [(0.0, 0)]
+
+
+def test_parts_side_by_side_give_the_texts_of_one_worker(
+    int8: CTranslate2Backend, prepared_models: Path
+) -> None:
+    """Sampled parts run on two workers at once give the texts one worker gives, part for
+    part (each part is seeded from its own requests, whatever runs beside it)."""
+    from gvstore.backends.ct2 import ROWS, workers_for
+
+    assert workers_for(1) == (1, 1) and workers_for(2) == (2, 1) and workers_for(16) == (4, 4)
+    one = CTranslate2Backend(SMOLLM2, models_dir=prepared_models, batch_size=64, threads=1)
+    two = CTranslate2Backend(SMOLLM2, models_dir=prepared_models, batch_size=64, threads=2)
+    try:
+        assert (one.workers, two.workers) == (1, 2)
+        reqs = _reqs(SAMPLING, range(ROWS + 4))  # two parts
+        alone, beside = one.sample(reqs), two.sample(reqs)
+        assert alone == beside and two.loads >= 3  # one generator per sampled part
+        # the second part alone gives its texts again
+        assert two.sample(reqs[ROWS:]) == beside[ROWS:]
+        ll = [LoglikRequest(p, c) for p in PROMPTS for c in ("Correct", "Incorrect")]
+        assert one.loglik(ll) == two.loglik(ll)
+    finally:
+        one.close()
+        two.close()

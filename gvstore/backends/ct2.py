@@ -8,22 +8,31 @@ transformers tokenizer exactly as the ``transformers`` back end does (``hf_text`
 ids go in as the converted vocabulary's tokens (the same ids, tested).
 
 Reproducibility: CTranslate2 seeds a worker thread's random generator once, when the thread
-first samples, from the process-wide ``set_random_seed``. So each sampled batch runs on a
-freshly loaded generator seeded from its requests' seeds (loading takes about 0.05 s int8,
-0.3 s float32 for a 135M model): the same batch gives the same texts whatever ran before it,
-and a resumed generate step reproduces them. Greedy batches and scoring reuse one generator.
+first samples, from the process-wide ``set_random_seed``. So each sampled part (at most
+``ROWS`` consecutive requests of a batch) runs on a freshly loaded generator, seeded from its
+requests' seeds and made to sample once under a lock (loading takes about 0.05 s int8, 0.3 s
+float32 for a 135M model): the same part gives the same texts whatever ran before it or beside
+it, and a resumed generate step reproduces them. Greedy parts and scoring share a few loaded
+generators.
+
+Speed: the rows of a part share their chat template, instruction and k-shot exemplars; that
+shared start runs once, as CTranslate2's static prompt (``ct2_rows.split_shared``).
+``loglik`` reads both of ``mc``'s answers from one row (``ct2_rows.scoring_rows``).
 
 Stop strings end a row's decoding through CTranslate2's per-token callback (the row stops at
 the token that completes the string; the text is cut there and the finish reason is
-``"stop"``), like transformers' ``stop_strings``. Threads: ``intra_threads`` is the CPU thread
-count of ``backends/threads.py`` (``threads`` option, else ``$GVSTORE_THREADS``, else the CPUs
-this process may use); the bundled GNU OpenMP follows the passive wait policy set there.
+``"stop"``), like transformers' ``stop_strings``. Threads: the CPU thread count of
+``backends/threads.py`` (``threads`` option, else ``$GVSTORE_THREADS``, else the CPUs this
+process may use) is split into single-threaded workers (``workers_for``) that run parts side
+by side; the bundled GNU OpenMP follows the passive wait policy set there.
 """
 
 from __future__ import annotations
 
-import os
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +47,7 @@ set_wait_policy()  # before ctranslate2 loads its OpenMP
 import ctranslate2  # noqa: E402
 
 from gvstore.backends.ct2_convert import convert  # noqa: E402
+from gvstore.backends.ct2_rows import SCORE_TOKENS, chunks, scoring_rows, split_shared  # noqa: E402
 from gvstore.backends.hf import batch_seed  # noqa: E402
 
 NAMES = {"int8": "ctranslate2", "float32": "ctranslate2-float32"}
@@ -48,48 +58,20 @@ def ct2_seed(seeds: Sequence[int]) -> int:
     return batch_seed(seeds) % 0xFFFFFFFF
 
 
-MIN_SHARED = 8
-"""Tokens a batch's rows must share at their start before they are run as one static prompt."""
-SCORE_TOKENS = 2048
-"""Tokens per ``forward_batch`` call of ``loglik`` (its log-probabilities over the whole
-vocabulary take 4 bytes x 49,152 a token on SmolLM2: about 400 MB a call)."""
+ROWS = 16
+"""Rows per CTranslate2 call when sampling: a sampled batch of the step is run in parts of at
+most this many rows, each on its own freshly seeded generator, so its texts depend on its own
+rows and seeds only (not on the worker count). On 2 cores, two workers of 16 rows gave 181
+tokens/s against 113 for one worker of 32 (the same 128 arith samples)."""
+MAX_WORKERS = 4
 
 
-def split_shared(rows: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
-    """The token prefix all ``rows`` share (at least ``MIN_SHARED`` tokens, each row keeping
-    one of its own) and each row after it; ``([], rows)`` when they share less.
-
-    CTranslate2 runs a shared prefix once, as a static prompt, and starts every row from its
-    state: a study's prompts share their instruction and k-shot exemplars (181 of arith's 195
-    tokens), its verifier prompts their instruction."""
-    if len(rows) < 2:
-        return [], [list(r) for r in rows]
-    common = os.path.commonprefix([list(r) for r in rows])
-    k = min(len(common), min(len(r) for r in rows) - 1)
-    if k < MIN_SHARED:
-        return [], [list(r) for r in rows]
-    return list(common[:k]), [list(r[k:]) for r in rows]
-
-
-def scoring_rows(needs: Sequence[tuple[int, ...]]) -> tuple[list[tuple[int, ...]], list[int]]:
-    """Rows to score so that every needed sequence is a prefix of one of them, and for each
-    need the index of its row: a need that starts another (a one-token continuation's prompt,
-    inside a longer one's) is read from that one's row instead of a row of its own.
-
-    In sorted order a sequence that is a prefix of any later one is a prefix of the next."""
-    order = sorted(range(len(needs)), key=lambda i: needs[i])
-    rows: list[tuple[int, ...]] = []
-    where = [0] * len(needs)
-    after: int | None = None
-    for i in reversed(order):
-        need = needs[i]
-        if after is not None and needs[after][:len(need)] == need:
-            where[i] = where[after]
-        else:
-            where[i] = len(rows)
-            rows.append(need)
-        after = i
-    return rows, where
+def workers_for(threads: int) -> tuple[int, int]:
+    """(workers, CPU threads each) for ``threads`` CPU threads: one single-threaded worker per
+    thread up to ``MAX_WORKERS`` (a 135M model's small matrices scale better across
+    independent batches than across the threads of one)."""
+    workers = max(1, min(threads, MAX_WORKERS))
+    return workers, max(1, threads // workers)
 
 
 class CTranslate2Backend:
@@ -111,28 +93,54 @@ class CTranslate2Backend:
         self.digest = self.converted.record_digest
         self.batch_size = max(1, batch_size)
         self.threads = cpu_threads(threads)
+        self.workers, self.intra = workers_for(self.threads)
         src = self.converted.source
         kwargs = {"revision": model.revision} if model.source == "hub" and model.revision else {}
         self.tokenizer = AutoTokenizer.from_pretrained(str(src.path), **kwargs)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._eos = sorted(hf_text.eos_ids(self.tokenizer))
-        self.generator: Any = self._load()
-        self.loads = 1  # generators loaded (one per sampled batch), for tests
+        self._seeding = threading.Lock()  # set_random_seed is process-wide
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()  # generators for greedy/scoring
+        self._idle.put(self._load())
+        self._made = 1
+        self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        self.loads = 1  # generators loaded (one per sampled part), for tests
         self.calls = 0  # requests answered (sample + loglik), for tests and summaries
 
     def _load(self) -> Any:
         return ctranslate2.Generator(str(self.converted.path), device="cpu",
                                      compute_type=self.compute_type, inter_threads=1,
-                                     intra_threads=self.threads)
+                                     intra_threads=self.intra)
 
     def _reseeded(self, seed: int) -> Any:
-        """A fresh generator whose worker thread will sample from ``seed``."""
-        self.generator = None  # free the old one (and its threads) first
-        ctranslate2.set_random_seed(seed)
-        self.generator = self._load()
-        self.loads += 1
-        return self.generator
+        """A fresh generator whose worker thread samples from ``seed``: loaded and made to
+        sample once (one token) while the process-wide seed is ``seed``, which is when its
+        thread seeds its random generator."""
+        with self._seeding:
+            ctranslate2.set_random_seed(seed)
+            generator = self._load()
+            generator.generate_batch([self._tokens(self._eos[:1])], max_length=1,
+                                     sampling_topk=2, include_prompt_in_result=False)
+            self.loads += 1
+        return generator
+
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``fn`` over ``items`` on the workers (in order)."""
+        if self._pool is None or len(items) < 2:
+            return [fn(x) for x in items]
+        return list(self._pool.map(fn, items))
+
+    def _borrow(self) -> Any:
+        """An idle shared generator (greedy sampling, scoring); one more while fewer than the
+        workers exist. Give it back with ``self._idle.put``."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            with self._seeding:
+                self._made += 1
+                self.loads += 1
+                return self._load()
 
     # ---- rendering -------------------------------------------------------------------------
 
@@ -150,7 +158,9 @@ class CTranslate2Backend:
     # ---- sampling --------------------------------------------------------------------------
 
     def sample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
-        return hf_text.sample_in_batches(requests, self.batch_size, self._sample_batch)
+        parts = hf_text.batches(requests, min(self.batch_size, ROWS))
+        done = self._map(lambda part: self._sample_batch(*part), parts)
+        return [s for samples in done for s in samples]
 
     def _sample_batch(self, reqs: Sequence[SampleRequest], sp: Sampling) -> list[Sample]:
         starts = [self._tokens(self.prompt_ids(r.prompt)) for r in reqs]
@@ -164,13 +174,17 @@ class CTranslate2Backend:
             generator = self._reseeded(ct2_seed([r.seed for r in reqs]))
         else:
             kwargs.update(sampling_topk=1)
-            generator = self.generator
+            generator = self._borrow()
         if sp.stop:
             kwargs["callback"] = self._stopper(len(reqs), sp.stop)
         shared, rest = split_shared(starts)
         if shared:
             kwargs["static_prompt"] = shared
-        results = generator.generate_batch(rest, **kwargs)
+        try:
+            results = generator.generate_batch(rest, **kwargs)
+        finally:
+            if sp.temperature <= 0:
+                self._idle.put(generator)
         self.calls += len(reqs)
         return [hf_text.finish(self.tokenizer, list(r.sequences_ids[0]), sp) for r in results]
 
@@ -226,17 +240,31 @@ class CTranslate2Backend:
 
     def _row_log_probs(self, rows: Sequence[tuple[int, ...]]) -> Iterator[tuple[int, Any]]:
         """(index of the chunk's first row, its log-probabilities: a numpy array of shape
-        [rows, positions, vocabulary]) for a few rows at a time (``forward_batch``)."""
+        [rows, positions, vocabulary]) for a few rows at a time (``forward_batch``), a round
+        of chunks (one per worker) at a time."""
         import numpy as np
 
+        def score(chunk: Sequence[tuple[int, ...]]) -> Any:
+            generator = self._borrow()
+            try:
+                return np.asarray(generator.forward_batch([list(r) for r in chunk],
+                                                          return_log_probs=True))
+            finally:
+                self._idle.put(generator)
+
+        parts = list(chunks(rows, self.batch_size, SCORE_TOKENS))
         first = 0
-        for chunk in _chunks(rows, self.batch_size, SCORE_TOKENS):
-            view = self.generator.forward_batch([list(r) for r in chunk], return_log_probs=True)
-            yield first, np.asarray(view)
-            first += len(chunk)
+        for k in range(0, len(parts), self.workers):
+            for part, logp in zip(parts[k:k + self.workers],
+                                  self._map(score, parts[k:k + self.workers]), strict=True):
+                yield first, logp
+                first += len(part)
 
     def close(self) -> None:
-        self.generator = None
+        if self._pool is not None:
+            self._pool.shutdown()
+        while not self._idle.empty():
+            self._idle.get_nowait()
 
 
 def int8(model: ModelSpec, **options: Any) -> CTranslate2Backend:
@@ -248,16 +276,3 @@ def float32(model: ModelSpec, **options: Any) -> CTranslate2Backend:
     """The ``ctranslate2-float32`` back end: float32 weights."""
     return CTranslate2Backend(model, compute_type="float32", **options)
 
-
-def _chunks(rows: Sequence[tuple[int, ...]], size: int,
-            tokens: int) -> Iterator[Sequence[tuple[int, ...]]]:
-    """Consecutive rows, at most ``size`` a chunk and (beyond its first row) at most ``tokens``
-    padded tokens."""
-    i = 0
-    while i < len(rows):
-        j = i + 1
-        while j < len(rows) and j - i < size and (j + 1 - i) * max(
-                len(r) for r in rows[i:j + 1]) <= tokens:
-            j += 1
-        yield rows[i:j]
-        i = j

@@ -53,14 +53,22 @@ def finish(tokenizer: Any, row: list[int], sp: Sampling) -> Sample:
     return Sample(text=text, n_tokens=n, finish_reason=reason)
 
 
+def batches(requests: Sequence[SampleRequest], batch_size: int,
+            ) -> list[tuple[Sequence[SampleRequest], Sampling]]:
+    """Consecutive requests that share their sampling parameters, at most ``batch_size`` a
+    batch, in request order (how both CPU engines batch ``sample``)."""
+    out: list[tuple[Sequence[SampleRequest], Sampling]] = []
+    for sampling, group in groupby(requests, key=lambda r: r.sampling):
+        reqs = list(group)
+        out.extend((reqs[i:i + batch_size], sampling) for i in range(0, len(reqs), batch_size))
+    return out
+
+
 def sample_in_batches(requests: Sequence[SampleRequest], batch_size: int,
                       run: Callable[[Sequence[SampleRequest], Sampling], list[Sample]],
                       ) -> list[Sample]:
-    """``run`` over batches of at most ``batch_size`` consecutive requests that share their
-    sampling parameters, in request order (how both CPU engines batch ``sample``)."""
+    """``run`` over ``batches(requests, batch_size)``, one after another."""
     out: list[Sample] = []
-    for sampling, group in groupby(requests, key=lambda r: r.sampling):
-        reqs = list(group)
-        for i in range(0, len(reqs), batch_size):
-            out.extend(run(reqs[i:i + batch_size], sampling))
+    for reqs, sampling in batches(requests, batch_size):
+        out.extend(run(reqs, sampling))
     return out
