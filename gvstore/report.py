@@ -292,6 +292,15 @@ def _selection_rows(selection: dict[str, Any]) -> list[list[Any]]:
 def _passk_rows(passk: dict[str, Any]) -> list[list[Any]]:
     from gvstore.output import fmt
 
-    return [[task, model, rnd.removeprefix("round"), *(f"{k}={fmt(v)}" for k, v in ks.items())]
+    return [[task, model, rnd.removeprefix("round"),
+             *(f"{k}={fmt(v)}" for k, v in sorted(ks.items(), key=_k_order))]
             for task, models in passk.items() for model, rounds in models.items()
             for rnd, ks in rounds.items()]
+
+
+def _k_order(item: tuple[str, Any]) -> tuple[int, str]:
+    """pass@k columns by k as a number (metrics.json sorts its keys as text: pass@16 before
+    pass@2)."""
+    name = item[0]
+    tail = name.rpartition("@")[2]
+    return (int(tail), name) if tail.isdigit() else (1 << 30, name)

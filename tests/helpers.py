@@ -372,3 +372,76 @@ def make_project(root: Path, prepared_models: Path,
 def repro(root: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`dvc repro` in ``root`` to its end (``env``: variables over the test environment)."""
     return run_watched(["dvc", "repro"], root, env=env)
+
+
+# ---- stand-in DVC projects: the real dvc.yaml, stages that are never run --------------------
+
+M0, M1, M2 = "smollm2-135m-instruct", "smollm2-135m-instruct-r1", "smollm2-135m-instruct-r2"
+ROUND_STAGES = ("round-generate", "round-grade", "round-verify", "round-filter",
+                "round-finetune")
+
+
+def round_folders(*chain: str, models: str = "data/models", rounds: str = "data/rounds") -> dict[
+        str, str]:
+    return {m: f"{models}/{m}" if i == 0 else f"{rounds}/models/{m}" for i, m in enumerate(chain)}
+
+
+def round_chain(*chain: str) -> dict[str, Any]:
+    return {"start": [chain[0]], "steps": dict(zip(chain[1:], chain[:-1], strict=True)),
+            "folders": round_folders(*chain)}
+
+
+def standin_project(root: Path, rounds: dict[str, Any], base: dict[str, Any] | None = None) -> Path:
+    """dvc.yaml and rounds-arith.yaml (``rounds`` and ``base`` over it) in a fresh git + DVC
+    repository; stage scripts and gvstore are stand-in files (nothing runs)."""
+    root.mkdir(parents=True)
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    raw = yaml.safe_load((REPO / "configs" / "rounds-arith.yaml").read_text())
+    raw["rounds"].update(rounds)
+    raw["base"].update(base or {})
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    for script in (REPO / "stages").glob("*.py"):
+        (root / "stages").mkdir(exist_ok=True)
+        (root / "stages" / script.name).write_text(f"# {script.name}\n")
+    (root / "gvstore").mkdir()
+    (root / "gvstore" / "__init__.py").write_text("# stand-in\n")
+    run_in(root, "git", "init", "-q")
+    run_in(root, "dvc", "init", "-q")
+    return root
+
+
+def run_in(root: Path, *cmd: str) -> str:
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(root.parent)}
+    out = subprocess.run(list(cmd), cwd=root, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"{' '.join(cmd)}: {out.stdout}{out.stderr}"
+    return out.stdout
+
+
+def dvc_stages(root: Path) -> list[Any]:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return list(repo.index.stages)
+
+
+def mark_run(root: Path) -> None:
+    """Every stage's outs made by hand (one file each), then ``dvc commit``: DVC records the
+    stages as run with the current deps and params."""
+    for s in dvc_stages(root):
+        for out in s.outs:
+            path = root / str(out.def_path)
+            if path.suffix == ".jsonl" or path.name.endswith(".json") or path.suffix == ".png":
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(f"{s.name}\n")
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+                (path / "made-by").write_text(f"{s.name}\n")
+    run_in(root, "dvc", "commit", "-f", "-q")
+
+
+def dvc_changed(root: Path) -> set[str]:
+    """The stages ``dvc status`` lists (changed deps, params or outs, or never run)."""
+    out = run_in(root, "dvc", "status", "--json")
+    import json
+
+    return set(json.loads(out))

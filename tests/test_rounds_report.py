@@ -364,3 +364,18 @@ def test_without_heldout_prompts_the_report_is_as_before(chain: Projections,
     assert str(lines[0]).startswith("first to last round: acc_strict 0.6250, ")
     assert lines[1:] == ["round 2: no verifier for this round: no gap"]
     assert [p.name for p in write_series(rep, tmp_path)] == ["rounds.csv", "rounds-passk.csv"]
+
+
+def test_passk_columns_go_by_k_as_a_number_after_a_json_round_trip() -> None:
+    """metrics.json sorts its keys as text (pass@16 before pass@2); the report's pass@k table
+    lists them by k."""
+    import json
+
+    from gvstore.report import _passk_rows
+
+    ks = {"pass@1": 0.2, "pass@2": 0.3, "pass@4": 0.4, "pass@8": 0.45, "pass@16": 0.5}
+    back = json.loads(json.dumps({"arith": {"m": {"round0": ks}}}, sort_keys=True))
+    assert list(back["arith"]["m"]["round0"])[:2] == ["pass@1", "pass@16"]
+    (row,) = _passk_rows(back)
+    assert [c.split("=")[0] for c in row[3:]] == ["pass@1", "pass@2", "pass@4", "pass@8",
+                                                   "pass@16"]

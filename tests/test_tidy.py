@@ -9,25 +9,25 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from test_dvc_yaml import M0, M1, _dvc, _mark_run, _project, _rounds, _stages
+from helpers import M0, M1, dvc_stages, mark_run, round_chain, run_in, standin_project
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _git(root: Path, *args: str) -> str:
-    return _dvc(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", *args)
+    return run_in(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", *args)
 
 
 def test_a_run_leaves_git_status_clean(tmp_path: Path) -> None:
-    root = _project(tmp_path / "p", _rounds(M0, M1))
+    root = standin_project(tmp_path / "p", round_chain(M0, M1))
     for name in (".gitignore", ".dvcignore", ".dvc/config"):
         shutil.copy(REPO / name, root / name)
     _git(root, "add", "-A")
     _git(root, "commit", "-qm", "the project")
-    outs = [str(o.def_path) for s in _stages(root) for o in s.outs]
+    outs = [str(o.def_path) for s in dvc_stages(root) for o in s.outs]
     assert any(o.endswith("metrics.json") for o in outs) and len(outs) > 20
-    _mark_run(root)  # every out, metric and plot written, dvc.lock written
-    _dvc(root, "dvc", "plots", "show", "-q")
+    mark_run(root)  # every out, metric and plot written, dvc.lock written
+    run_in(root, "dvc", "plots", "show", "-q")
     assert (root / "dvc.lock").is_file() and (root / "dvc_plots").is_dir()
     assert _git(root, "status", "--porcelain", "--untracked-files=all") == ""
 

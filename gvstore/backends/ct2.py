@@ -252,7 +252,8 @@ class CTranslate2Backend:
             finally:
                 self._idle.put(generator)
 
-        parts = list(chunks(rows, self.batch_size, SCORE_TOKENS))
+        per = max(1, min(self.batch_size, -(-len(rows) // self.workers)))  # a chunk a worker
+        parts = list(chunks(rows, per, SCORE_TOKENS))
         first = 0
         for k in range(0, len(parts), self.workers):
             for part, logp in zip(parts[k:k + self.workers],

@@ -9,7 +9,7 @@ import typer
 
 from gvstore.cli.console import emit
 from gvstore.cli.model import ModelOpt, ModelPathOpt, ModelsDirOpt
-from gvstore.cli.options import JsonOpt, StoreOpt, get_store
+from gvstore.cli.options import BACKEND_HELP, JsonOpt, StoreOpt, get_store
 from gvstore.errors import GvstoreError
 from gvstore.output import table
 from gvstore.progress import generate_bar
@@ -46,7 +46,7 @@ def generate_cmd(
     round_: Annotated[int | None, typer.Option(
         "--round", help="Self-improvement round (default: the model's, from its manifest).",
         show_default=False)] = None,
-    backend: Annotated[str, typer.Option(help="transformers, vllm or openai.")] = "transformers",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "transformers",
     batch_size: Annotated[int, typer.Option(help="Prompts per model batch.")] = 8,
     models_dir: ModelsDirOpt = Path("data/models"),
     folder: Annotated[str | None, typer.Option(

@@ -19,12 +19,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gvstore.backends.base import names as backend_names
 from gvstore.errors import GvstoreError
 from gvstore.store import Store, default_root
 
 if TYPE_CHECKING:
     from gvstore.analysis.frames import Filters
 
+BACKEND_HELP = ("The back end: " + ", ".join(backend_names()[:-1]) + " or "
+                + backend_names()[-1] + " (docs/backends.md).")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 StoreOpt = Annotated[Path | None, typer.Option(

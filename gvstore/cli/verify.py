@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gvstore.cli.console import emit, note
-from gvstore.cli.options import JsonOpt, StoreOpt, get_store
+from gvstore.cli.options import BACKEND_HELP, JsonOpt, StoreOpt, get_store
 from gvstore.output import table
 from gvstore.progress import verify_bar
 from gvstore.records import Sampling
@@ -63,7 +63,7 @@ def verify_cmd(
     temperature: Annotated[float, typer.Option(help="0 means greedy.")] = 0.7,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Base seed of the per-request seeds.")] = 0,
-    backend: Annotated[str, typer.Option(help="transformers, vllm or openai.")] = "transformers",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "transformers",
     batch_size: Annotated[int, typer.Option(help="Requests per model batch.")] = 8,
     models_dir: Annotated[Path, typer.Option(
         "--models-dir", help="Where prepare-model puts converted models.")] = Path("data/models"),
