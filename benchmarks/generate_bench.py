@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 # The old-default child must import torch before gvstore sets the wait policy.
 WAIT_AT_TORCH_IMPORT: str | None = None
@@ -90,15 +91,25 @@ def generate_seed(batch: list[generate.Request]) -> int:
     return batch_seed([r.seed for r in batch])
 
 
+_BARE_CT2: dict[int, object] = {}
+
+
 def bare_ct2_loop(backend: Backend, batches: list[list[generate.Request]], sp: Sampling) -> int:
-    """CTranslate2's obvious loop: tokenise, generate_batch on one loaded generator, decode
-    (seeded once: no per-batch reseeding, no store, no records)."""
+    """CTranslate2's obvious loop: tokenise, ``generate_batch`` of the whole prompts on one
+    loaded generator with ``intra_threads`` = the CPU threads, decode (seeded once: no
+    per-batch reseeding, no shared-start static prompt, no workers, no store, no records)."""
     import ctranslate2
 
     from gvstore.backends.ct2 import CTranslate2Backend, ct2_seed
 
     assert isinstance(backend, CTranslate2Backend)
-    tok, gen = backend.tokenizer, backend.generator
+    tok = backend.tokenizer
+    gen: Any = _BARE_CT2.get(id(backend))
+    if gen is None:
+        gen = ctranslate2.Generator(str(backend.converted.path), device="cpu",
+                                    compute_type=backend.compute_type,
+                                    intra_threads=backend.threads)
+        _BARE_CT2[id(backend)] = gen
     ctranslate2.set_random_seed(ct2_seed([r.seed for r in batches[0]]))
     tokens = 0
     for batch in batches:
@@ -240,6 +251,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--top-k", type=int, default=50, help="0: no cut (the default study: 50)")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--engines", default="transformers,ctranslate2,ctranslate2-float32",
                     help="back ends compared side by side (the first is the reference)")
@@ -276,13 +288,14 @@ def side_by_side(args: argparse.Namespace) -> int:
     items = task.items()
     prompts = [seal(task.prompt_record(it)) for it in items[:: max(1, len(items) // args.prompts)]
                ][: args.prompts]
-    sp = Sampling(temperature=0.7, top_p=0.9, max_tokens=args.max_tokens)
+    sp = Sampling(temperature=0.7, top_p=0.9, top_k=args.top_k, max_tokens=args.max_tokens)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     backends = {e: get_backend(e, SMOLLM2, batch_size=8, models_dir=args.models_dir)
                 for e in engines}
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} usable CPUs, "
           f"threads {backends[engines[0]].threads}; {len(prompts)} arith prompts (all "  # type: ignore[attr-defined]
-          f"levels), max {args.max_tokens} new tokens, n = 1, t = 0.7, top_p = 0.9")
+          f"levels), max {args.max_tokens} new tokens, n = 1, t = 0.7, top_p = 0.9, "
+          f"top_k = {args.top_k}")
     batches = {e: generate.plan(prompts, _spec(b, sp, 8)) for e, b in backends.items()}
     for b in backends.values():
         step(b, prompts[:8], _spec(b, sp, 8))  # warm-up

@@ -67,3 +67,18 @@ def test_verify_on_a_locked_folder_stops_before_the_backend(tmp_path: Path) -> N
     finally:
         holder.communicate("")
     assert {p.name for p in store.segments()} == before
+
+
+def test_pack_joins_short_rows_whole_and_cuts_long_ones_alone() -> None:
+    from gvstore.steps.base import pack
+
+    two = [[f"p{j}i{i}" for j in range(2)] for i in range(16)]  # 2 prompts x n = 16
+    assert pack(two, 32) == [[x for row in two for x in row]]
+    assert [len(b) for b in pack(two, 5)] == [4, 4, 4, 4, 4, 4, 4, 4]  # never a split row
+    long = [list(range(35)), list(range(35, 70))]  # 35 prompts: each row alone, as cut
+    assert [len(b) for b in pack(long, 32)] == [32, 3, 32, 3]
+    mixed = [[1, 2], [3, 4], list(range(10, 50)), [5]]
+    assert pack(mixed, 32) == [[1, 2, 3, 4], list(range(10, 42)), list(range(42, 50)), [5]]
+    # raising n appends rows: every earlier full batch keeps its layout
+    assert pack(two[:8], 8)[:2] == pack(two, 8)[:2]
+    assert pack([], 8) == []

@@ -84,6 +84,30 @@ def cut(items: Sequence[T], size: int) -> list[list[T]]:
     return [list(items[k:k + size]) for k in range(0, len(items), size)]
 
 
+def pack(rows: Sequence[Sequence[T]], size: int) -> list[list[T]]:
+    """Batches of at most ``size`` over consecutive rows (a step's rows: one per sample
+    index). A row of ``size`` items or more is cut on its own (``cut``); shorter rows are
+    joined whole while they fit, so a task with few prompts still fills its batches (2 sudoku
+    prompts x n = 16 at batch 32: one batch, not 16 of 2). A batch never splits a short row,
+    so later rows (a raised n) never change an earlier full batch."""
+    out: list[list[T]] = []
+    open_: list[T] = []
+    for row in rows:
+        if len(row) >= size:
+            if open_:
+                out.append(open_)
+                open_ = []
+            out.extend(cut(row, size))
+        elif len(open_) + len(row) <= size:
+            open_.extend(row)
+        else:
+            out.append(open_)
+            open_ = list(row)
+    if open_:
+        out.append(open_)
+    return out
+
+
 @dataclass
 class StepSummary:
     """The counts every step reports. ``made``: records written now; ``extra``: calls made

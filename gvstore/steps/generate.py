@@ -6,8 +6,10 @@ the prompt id and the sample index). The store says which keys are missing; only
 batches run, and a run writes segments as it goes.
 
 Batch layout is fixed by the request list: requests are ordered by sample index, then prompt,
-and cut into batches of ``batch_size`` within each sample index. So raising n from 8 to 16
-runs exactly the new samples, and a batch is written whole or not at all (one segment), so a
+and cut into batches of ``batch_size`` within each sample index; with fewer prompts than
+``batch_size``, whole sample indices share a batch (``steps.base.pack``). So raising n from 8
+to 16 runs the new samples (and, when few prompts share a batch, the last block's present
+ones again, discarded), and a batch is written whole or not at all (one segment), so a
 killed run resumes with the same layouts and therefore the same texts on the same back end.
 """
 
@@ -30,6 +32,7 @@ from gvstore.steps.base import (
     StepSummary,
     announced,
     finished,
+    pack,
     run_batches,
     ticks,
 )
@@ -108,14 +111,14 @@ def _record(spec: GenerateSpec, prompt: Prompt, i: int, seed: int,
 def plan(prompts: Sequence[Prompt], spec: GenerateSpec) -> list[list[Request]]:
     """Every request, in batches: by sample index, then prompt order."""
     spec.check()
-    batches: list[list[Request]] = []
+    rows: list[list[Request]] = []
     for i in range(spec.n):
         row = []
         for p in prompts:
             seed = derive_seed(spec.seed, p.id, i)
             row.append(Request(p, i, seed, record_key(_record(spec, p, i, seed))))
-        batches.extend(row[k:k + spec.batch_size] for k in range(0, len(row), spec.batch_size))
-    return batches
+        rows.append(row)
+    return pack(rows, spec.batch_size)
 
 
 def run(

@@ -6,7 +6,8 @@ seed comes from the base seed, the generation id, the method and the repeat inde
 says which keys are missing; the back end is made (``backend_factory``) only if any is; each
 batch is written whole (one ``add_batch``). The batch layout is fixed by the request list:
 requests are ordered by repeat index, then the generation's sample index, then prompt, and
-cut into batches of ``batch_size`` within each (repeat, sample index). A killed run therefore
+cut into batches of ``batch_size`` within each (repeat, sample index), whole sample indices
+sharing a batch when they are short (``steps.base.pack``). A killed run therefore
 resumes with the same layouts, and on the same back end gets the same outputs.
 
 ``mc`` and the ``cot_*`` methods write ``Verification`` records here; ``tournament`` writes
@@ -32,8 +33,8 @@ from gvstore.steps.base import (
     ProgressCallback,
     StepSummary,
     announced,
-    cut,
     finished,
+    pack,
     run_batches,
     ticks,
 )
@@ -225,6 +226,7 @@ def plan(selection: Selection, spec: VerifySpec) -> list[list[Request]]:
         by_index.setdefault(g.sample_index, []).append(g)
     batches: list[list[Request]] = []
     for i in range(spec.repeats):
+        rows: list[list[Request]] = []
         for _, gens in sorted(by_index.items()):
             row = []
             for g in gens:
@@ -235,7 +237,8 @@ def plan(selection: Selection, spec: VerifySpec) -> list[list[Request]]:
                                   solution=solution_text(g))
                 key = record_key(_record(spec, g, tpl, i, seed))
                 row.append(Request(g, text, tpl, i, seed, key))
-            batches.extend(cut(row, spec.batch_size))
+            rows.append(row)
+        batches.extend(pack(rows, spec.batch_size))
     return batches
 
 
