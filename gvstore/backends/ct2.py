@@ -158,12 +158,19 @@ class CTranslate2Backend:
     # ---- sampling --------------------------------------------------------------------------
 
     def sample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
+        """Tokenising and decoding happen here, in the calling thread; the workers only run
+        CTranslate2 (a fast tokenizer is not to be shared across threads)."""
         parts = hf_text.batches(requests, min(self.batch_size, ROWS))
-        done = self._map(lambda part: self._sample_batch(*part), parts)
-        return [s for samples in done for s in samples]
+        starts = [[self._tokens(self.prompt_ids(r.prompt)) for r in reqs] for reqs, _ in parts]
+        done = self._map(lambda i: self._run_part(parts[i][0], parts[i][1], starts[i]),
+                         range(len(parts)))
+        self.calls += len(requests)
+        return [hf_text.finish(self.tokenizer, ids, sp)
+                for (_, sp), rows in zip(parts, done, strict=True) for ids in rows]
 
-    def _sample_batch(self, reqs: Sequence[SampleRequest], sp: Sampling) -> list[Sample]:
-        starts = [self._tokens(self.prompt_ids(r.prompt)) for r in reqs]
+    def _run_part(self, reqs: Sequence[SampleRequest], sp: Sampling,
+                  starts: list[list[str]]) -> list[list[int]]:
+        """The generated token ids of one part (on a worker)."""
         kwargs: dict[str, Any] = {
             "max_length": sp.max_tokens, "include_prompt_in_result": False,
             "return_end_token": True, "end_token": self._eos,
@@ -185,8 +192,7 @@ class CTranslate2Backend:
         finally:
             if sp.temperature <= 0:
                 self._idle.put(generator)
-        self.calls += len(reqs)
-        return [hf_text.finish(self.tokenizer, list(r.sequences_ids[0]), sp) for r in results]
+        return [list(r.sequences_ids[0]) for r in results]
 
     def _stopper(self, n: int, stops: Sequence[str]) -> Callable[[Any], bool]:
         """A per-token callback that ends a row once its text holds a stop string (it looks at
