@@ -166,7 +166,7 @@ def child(policy: str, args: argparse.Namespace) -> int:
     spec = generate.GenerateSpec(model=SMOLLM2.name, model_digest=backend.digest,  # type: ignore[attr-defined]
                                  backend=name, sampling=sp, n=1, batch_size=args.batch_size)
     step(backend, prompts[: args.batch_size], spec)  # warm-up
-    print(json.dumps({"threads": torch.get_num_threads(),
+    print(json.dumps({"threads": getattr(backend, "threads", None) or torch.get_num_threads(),
                       "wait": WAIT_AT_TORCH_IMPORT or os.environ.get("OMP_WAIT_POLICY",
                                                                      "(unset)")}), flush=True)
     for line in sys.stdin:
