@@ -35,22 +35,30 @@ from gvstore.steps.verify import verify_task
 from gvstore.store import Store
 
 
-def scores(store: Store, backend: str, task: str) -> pl.DataFrame:
-    """One row per ``mc`` verification of ``backend`` on a generation of ``task``: the
-    generation, the score and both answers' log-likelihoods."""
-    of_task = {g.id for g in store.iter_records(["generation"])
-               if isinstance(g, Generation) and g.task == task}
+def mc_frame(store: Store) -> pl.DataFrame:
+    """One row per ``mc`` verification in the store (one pass over it): the generation's task,
+    the verifier, the back end, the generation, the score and both answers'
+    log-likelihoods."""
+    task_of = {g.id: g.task for g in store.iter_records(["generation"])
+               if isinstance(g, Generation)}
     rows = []
     for rec in store.iter_records(["verification"]):
-        if (not isinstance(rec, Verification) or rec.method != "mc" or rec.backend != backend
-                or rec.generation_id not in of_task):
+        if not isinstance(rec, Verification) or rec.method != "mc":
             continue
         raw = json.loads(rec.raw)
-        rows.append({"generation_id": rec.generation_id, "score": rec.score,
-                     "ll_correct": raw["correct"]["loglik"],
+        rows.append({"task": task_of.get(rec.generation_id, ""), "verifier": rec.verifier,
+                     "backend": rec.backend, "generation_id": rec.generation_id,
+                     "score": rec.score, "ll_correct": raw["correct"]["loglik"],
                      "ll_incorrect": raw["incorrect"]["loglik"]})
-    return pl.DataFrame(rows, schema={"generation_id": pl.Utf8, "score": pl.Float64,
-                                      "ll_correct": pl.Float64, "ll_incorrect": pl.Float64})
+    return pl.DataFrame(rows, schema={
+        "task": pl.Utf8, "verifier": pl.Utf8, "backend": pl.Utf8, "generation_id": pl.Utf8,
+        "score": pl.Float64, "ll_correct": pl.Float64, "ll_incorrect": pl.Float64})
+
+
+def scores(frame: pl.DataFrame, verifier: str, task: str, backend: str) -> pl.DataFrame:
+    """The rows of one verifier, task and back end: generation, score, both logliks."""
+    return frame.filter((pl.col("verifier") == verifier) & (pl.col("task") == task)
+                        & (pl.col("backend") == backend)).drop("task", "verifier", "backend")
 
 
 def spearman(a: pl.Series, b: pl.Series) -> float:
@@ -61,7 +69,7 @@ def spearman(a: pl.Series, b: pl.Series) -> float:
 def pearson(a: pl.Series, b: pl.Series) -> float:
     x, y = a.cast(pl.Float64), b.cast(pl.Float64)
     dx, dy = x - x.mean(), y - y.mean()
-    den = ((dx * dx).sum() * (dy * dy).sum()) ** 0.5
+    den = (float((dx * dx).sum()) * float((dy * dy).sum())) ** 0.5
     return float((dx * dy).sum() / den) if den else float("nan")
 
 
@@ -77,7 +85,7 @@ def compare(tested: pl.DataFrame, ref: pl.DataFrame) -> dict[str, Any]:
         "score_max_abs_diff": float(diff.max()),  # type: ignore[arg-type]
         "score_mean_abs_diff": float(diff.mean()),  # type: ignore[arg-type]
         "loglik_max_abs_diff": float(ll.max()),  # type: ignore[arg-type]
-        "same_side_of_half": float(((j["score"] > 0.5) == (j["score_ref"] > 0.5)).mean()),
+        "same_side_of_half": float(((j["score"] > 0.5) == (j["score_ref"] > 0.5)).mean()),  # type: ignore[arg-type]
     }
 
 
@@ -95,6 +103,7 @@ def main() -> int:
         copy = Path(tmp) / "store"
         shutil.copytree(args.store, copy)
         store = Store(copy)
+        seconds: dict[tuple[str, str], float] = {}
         for verifier_name in params.study.verifiers:
             verifier = params.model(verifier_name)
             for task in params.study.tasks:
@@ -105,11 +114,13 @@ def main() -> int:
                             batch_size=params.verify.batch_size,
                             models_dir=Path(params.base.models_dir),
                             folder=f"mc-agreement-{verifier_name}-{task}")
-                seconds = time.perf_counter() - t0
-                row = compare(scores(store, tested_backend, task),
-                              scores(store, args.reference, task))
-                row["reference_seconds"] = round(seconds, 1)
-                out["tasks"][f"{verifier_name}/{task}"] = row
+                seconds[(verifier_name, task)] = time.perf_counter() - t0
+        frame = mc_frame(store)
+    for (verifier_name, task), took in seconds.items():
+        row = compare(scores(frame, verifier_name, task, tested_backend),
+                      scores(frame, verifier_name, task, args.reference))
+        row["reference_seconds"] = round(took, 1)
+        out["tasks"][f"{verifier_name}/{task}"] = row
     if args.json:
         print(json.dumps(out, indent=2))
         return 0

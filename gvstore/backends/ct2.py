@@ -103,7 +103,6 @@ class CTranslate2Backend:
         self._seeding = threading.Lock()  # set_random_seed is process-wide
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()  # generators for greedy/scoring
         self._idle.put(self._load())
-        self._made = 1
         self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
         self.loads = 1  # generators loaded (one per sampled part), for tests
         self.calls = 0  # requests answered (sample + loglik), for tests and summaries
@@ -132,13 +131,12 @@ class CTranslate2Backend:
         return list(self._pool.map(fn, items))
 
     def _borrow(self) -> Any:
-        """An idle shared generator (greedy sampling, scoring); one more while fewer than the
-        workers exist. Give it back with ``self._idle.put``."""
+        """An idle shared generator (greedy sampling, scoring), or a new one when all are in
+        use (at most one per worker thread ever is). Give it back with ``self._idle.put``."""
         try:
             return self._idle.get_nowait()
         except queue.Empty:
             with self._seeding:
-                self._made += 1
                 self.loads += 1
                 return self._load()
 

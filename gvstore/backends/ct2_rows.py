@@ -21,13 +21,14 @@ def split_shared(rows: Sequence[Sequence[str]]) -> tuple[list[str], list[list[st
     CTranslate2 runs a shared prefix once, as a static prompt, and starts every row from its
     state: a study's prompts share their instruction and k-shot exemplars (181 of arith's 195
     tokens), its verifier prompts their instruction."""
-    if len(rows) < 2:
-        return [], [list(r) for r in rows]
-    common = os.path.commonprefix([list(r) for r in rows])
-    k = min(len(common), min(len(r) for r in rows) - 1)
+    lists = [list(r) for r in rows]
+    if len(lists) < 2:
+        return [], lists
+    common = os.path.commonprefix(lists)
+    k = min(len(common), min(len(r) for r in lists) - 1)
     if k < MIN_SHARED:
-        return [], [list(r) for r in rows]
-    return list(common[:k]), [list(r[k:]) for r in rows]
+        return [], lists
+    return list(common[:k]), [r[k:] for r in lists]
 
 
 def scoring_rows(needs: Sequence[tuple[int, ...]]) -> tuple[list[tuple[int, ...]], list[int]]:
@@ -57,9 +58,10 @@ def chunks(rows: Sequence[tuple[int, ...]], size: int,
     padded tokens."""
     i = 0
     while i < len(rows):
-        j = i + 1
-        while j < len(rows) and j - i < size and (j + 1 - i) * max(
-                len(r) for r in rows[i:j + 1]) <= tokens:
+        j, longest = i + 1, len(rows[i])
+        while j < len(rows) and j - i < size and (j + 1 - i) * max(longest,
+                                                                  len(rows[j])) <= tokens:
+            longest = max(longest, len(rows[j]))
             j += 1
         yield rows[i:j]
         i = j
