@@ -111,7 +111,9 @@ def test_all_correct_and_all_rejected(tmp_path: Path) -> None:
     r = one(proj, "mc:tau=0.5")
     assert r.empty_prompts == 2 and r.kept == 0
     assert r.gap == 0.0 and r.rel_gap == 0.0 and r.perfect_prompts == 1
-    assert r.verdict == "indistinguishable from 0"
+    # a gap of 0 with the interval [0, 0]: inside the +-0.005 band, so "no gap"
+    assert (r.gap_lo, r.gap_hi) == (0.0, 0.0)
+    assert r.verdict == "no gap" and r.prompts_to_decide is None
 
 
 def test_single_sample_per_prompt(tmp_path: Path) -> None:
@@ -237,8 +239,13 @@ def test_bootstrap_is_seeded_and_matches_the_definition(five: Projections) -> No
 def test_verdicts() -> None:
     assert verdict(0.01, 0.2) == "improvable"
     assert verdict(-0.2, -0.01) == "worse"
-    assert verdict(-0.1, 0.1) == "indistinguishable from 0"
-    assert verdict(0.0, 0.1) == "indistinguishable from 0"
+    assert verdict(-0.1, 0.1) == "inconclusive"
+    assert verdict(0.0, 0.1) == "inconclusive"
+    assert verdict(0.0, 0.0) == "no gap"
+    assert verdict(-0.005, 0.005) == "no gap"  # the band's edges are inside it
+    assert verdict(-0.0051, 0.004) == "inconclusive"
+    assert verdict(0.001, 0.003) == "improvable"  # above 0 wins over inside the band
+    assert verdict(float("nan"), float("nan")) == "unknown"
     boot = Bootstrap(4, 0)
     lo, hi = boot.interval(np.zeros((4, 2)))
     assert np.isnan(lo).all() and np.isnan(hi).all()
@@ -251,3 +258,20 @@ def test_worse_verdict(tmp_path: Path) -> None:
         b.scores(g, "mc", [0.1, 0.9])
     r = one(b.projections(), "mc:tau=0.5")
     assert r.gap == -0.5 and r.verdict == "worse" and r.gap_hi < 0
+
+
+def test_prompts_to_decide_by_hand() -> None:
+    from gvstore.analysis.verdicts import describe, prompts_to_decide
+
+    # diffs 0.25 and 0: mean 0.125, sd 0.17678 (ddof 1); z(0.95) = 1.95996;
+    # N = ceil((1.95996 * 0.17678 / 0.125)^2) = ceil(7.683) = 8
+    assert prompts_to_decide(np.array([0.25, 0.0])) == 8
+    # a mean inside the band: the margin is band - |d| when that is larger than |d|
+    # diffs +-0.01 around 0.001: d = 0.001, margin = 0.004, s = 0.01 * sqrt(4/3)
+    x = np.array([0.011, -0.009, 0.011, -0.009])
+    s = float(np.std(x, ddof=1))
+    assert prompts_to_decide(x) == int(np.ceil((1.959963984540054 * s / 0.004) ** 2))
+    assert prompts_to_decide(np.array([0.3])) is None  # one prompt: no spread
+    assert prompts_to_decide(np.array([0.2, 0.2, 0.2])) is None  # no spread
+    assert describe("inconclusive", 1234) == "inconclusive (~1,234 prompts to decide)"
+    assert describe("improvable", None) == "improvable"

@@ -13,9 +13,10 @@ Intervals: the percentile bootstrap over prompts: ``resamples`` times, P prompts
 with replacement (numpy ``default_rng(seed)``, one (resamples x P) draw shared by every
 statistic, so base, reweighted, gap and relative gap are paired), each statistic's mean is
 taken over the drawn prompts, and the interval is the (1 - level)/2 and (1 + level)/2
-percentiles (linear interpolation) of those means. The verdict reads the gap's interval:
-``improvable`` if it lies above 0, ``worse`` if below, ``indistinguishable from 0`` if it
-holds 0 (the data cannot tell the gap from none: not a finding that it is 0).
+percentiles (linear interpolation) of those means. The verdict reads the gap's interval
+(``gvstore.analysis.verdicts``): ``improvable`` if it lies above 0, ``worse`` if below, ``no
+gap`` if it lies inside [-0.005, 0.005], else ``inconclusive`` (with ``prompts_to_decide``,
+about how many prompts would decide it at the spread seen).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from gvstore.analysis import DEFAULT_LEVEL, DEFAULT_RESAMPLES
+from gvstore.analysis import DEFAULT_LEVEL, DEFAULT_RESAMPLES, verdicts
 from gvstore.analysis.frames import Dataset, Group
 from gvstore.analysis.specs import Spec, methods_of
 from gvstore.analysis.weights import Weigher
@@ -133,12 +134,8 @@ class Bootstrap:
 
 
 def verdict(lo: float, hi: float) -> str:
-    """``improvable`` if the gap interval lies above 0, ``worse`` below, else not."""
-    if lo > 0:
-        return "improvable"
-    if hi < 0:
-        return "worse"
-    return "indistinguishable from 0"
+    """The verdict of a gap interval (``verdicts.verdict`` with the default band)."""
+    return verdicts.verdict(lo, hi)
 
 
 class AsDict:
@@ -182,6 +179,9 @@ class GapResult(AsDict):
     """mean_x r(x), and its interval."""
     verdict: str
     """From the gap's interval (``verdict``); ``unknown`` without a bootstrap."""
+    prompts_to_decide: int | None
+    """For an ``inconclusive`` verdict: about how many prompts would decide it
+    (``verdicts.prompts_to_decide``); None otherwise."""
     resamples: int
     seed: int
     level: float
@@ -194,6 +194,7 @@ def summarise(
     cols = np.column_stack([st.acc, st.acc_w, st.diff, st.rel])
     mean = cols.mean(axis=0)
     lo, hi = boot.interval(cols)
+    word = verdict(float(lo[2]), float(hi[2])) if boot.resamples else verdicts.UNKNOWN
     return GapResult(
         task=group.task, generator=group.generator, round=group.round,
         verifier=group.verifier, spec=spec, utility=utility, prompts=int(st.acc.size),
@@ -203,7 +204,9 @@ def summarise(
         reweighted=float(mean[1]), reweighted_lo=float(lo[1]), reweighted_hi=float(hi[1]),
         gap=float(mean[2]), gap_lo=float(lo[2]), gap_hi=float(hi[2]),
         rel_gap=float(mean[3]), rel_gap_lo=float(lo[3]), rel_gap_hi=float(hi[3]),
-        verdict=verdict(float(lo[2]), float(hi[2])) if boot.resamples else "unknown",
+        verdict=word, prompts_to_decide=(
+            verdicts.prompts_to_decide(st.diff, boot.level)
+            if word == verdicts.INCONCLUSIVE else None),
         resamples=boot.resamples, seed=seed, level=boot.level,
     )
 

@@ -68,7 +68,9 @@ class RoundRow:
     empty_filter: int | None
     """Prompts whose filter kept nothing (they keep acc(x))."""
     verdict: str | None
-    """From the gap's interval: improvable, indistinguishable from 0, worse (``gap.verdict``)."""
+    """From the gap's interval: improvable, worse, no gap or inconclusive (``gap.verdict``)."""
+    prompts_to_decide: int | None
+    """For an inconclusive verdict, about how many prompts would decide it."""
     pass_at_k: dict[int, float | None]
     """k -> mean over prompts with >= k graded samples of the unbiased pass@k; None if none."""
     pass_at_k_excluded: dict[int, int]
@@ -172,6 +174,7 @@ def base_numbers(frame: pl.DataFrame, common: np.ndarray, utility: str,
 _NO_GAP: dict[str, Any] = {
     "gap": None, "gap_lo": None, "gap_hi": None, "rel_gap": None, "rel_gap_lo": None,
     "rel_gap_hi": None, "acc_reweighted": None, "empty_filter": None, "verdict": None,
+    "prompts_to_decide": None,
 }
 
 
@@ -208,6 +211,7 @@ def _gap_numbers(result: GapResult) -> dict[str, Any]:
         "rel_gap_hi": result.rel_gap_hi, "acc_reweighted": result.reweighted,
         "empty_filter": result.empty_prompts,
         "verdict": result.verdict if result.resamples else None,
+        "prompts_to_decide": result.prompts_to_decide,
     }
 
 

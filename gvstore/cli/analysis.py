@@ -78,8 +78,10 @@ def gap_cmd(
     level: LevelOpt = DEFAULT_LEVEL, store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Base accuracy, reweighted accuracy, gap and relative gap of each spec, with bootstrap
-    intervals over prompts and an improvability verdict."""
+    intervals over prompts and a verdict: improvable or worse (the interval excludes 0), no
+    gap (it lies within +-0.005), or inconclusive (with about how many prompts would decide)."""
     from gvstore.analysis.gap import gap_table
+    from gvstore.analysis.verdicts import describe
 
     parsed = [parse(s) for s in specs]
     ds = dataset(ctx, store, utility, make_filters(task, generator, verifier, rnd), grader)
@@ -94,7 +96,7 @@ def gap_cmd(
          _ci(r.base, r.base_lo, r.base_hi),
          _ci(r.reweighted, r.reweighted_lo, r.reweighted_hi), _ci(r.gap, r.gap_lo, r.gap_hi),
          _ci(r.rel_gap, r.rel_gap_lo, r.rel_gap_hi), r.kept, r.empty_prompts,
-         r.perfect_prompts, r.verdict] for r in rows],
+         r.perfect_prompts, describe(r.verdict, r.prompts_to_decide)] for r in rows],
         lift=("task", "generator", "round", "verifier"))
     emit({"results": [r.to_dict() for r in rows]}, as_json, t)
 
