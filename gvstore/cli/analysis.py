@@ -202,6 +202,7 @@ def cross_cmd(
     """Cross-verification matrix: the gap of one spec per (generator, verifier) pair."""
     from gvstore.analysis.cross import METRICS, cross_matrices
     from gvstore.analysis.plots import cross_figure
+    from gvstore.analysis.verdicts import describe
 
     if metric not in METRICS:
         raise GvstoreError(f"--metric takes one of {', '.join(METRICS)}, not {metric!r}")
@@ -224,8 +225,11 @@ def cross_cmd(
                 elif metric == "reweighted":
                     row.append(_ci(c.reweighted, c.reweighted_lo, c.reweighted_hi))
                 else:
-                    row.append(_ci(getattr(c, metric), getattr(c, metric + "_lo"),
-                                   getattr(c, metric + "_hi")))
+                    cell = _ci(getattr(c, metric), getattr(c, metric + "_lo"),
+                               getattr(c, metric + "_hi"))
+                    # the verdict reads the gap's interval, whichever metric is shown
+                    row.append(Text.assemble(cell, "\n", describe(c.verdict, c.prompts_to_decide))
+                               if c.resamples else cell)
             rows.append(row)
         renders.append(table(f"{metric} of {m.spec}: {m.task}, round {m.round} "
                              "(rows: generator, columns: verifier)",
