@@ -3,9 +3,10 @@
 Grammar (whitespace between tokens is allowed and dropped; ``str(spec)`` prints the canonical
 form, with no spaces, which parses back to an equal spec)::
 
-    spec    := leaf | mean | combo
+    spec    := leaf | mean | learned | combo
     leaf    := METHOD ":" options                      mc:quantile=0.8   cot_score:tau=8,nulls=keep
     mean    := "mean(" METHOD ("," METHOD)+ ")" ":" options     mean(mc,cot_score):quantile=0.8
+    learned := "learned(" ("lr" | "nb") ("," METHOD)+ ")" [":" rule/norm=N/folds=K/seed=S,...]
     combo   := ("and" | "or") "(" spec ("," spec)+ ")"         and(mc:quantile=0.8,cot_binary:tau=1)
     options := rule ["," "nulls=" ("reject" | "keep")]       (either order; canonical: rule first)
     rule    := "quantile=" Q | "tau=" T | "exp=" BETA | "rounds=" R
@@ -19,6 +20,9 @@ form, with no spaces, which parses back to an equal spec)::
 * ``nulls=keep``: a sample with no score (the verifier's output did not parse) is kept (w = 1)
   instead of rejected (w = 0, the default, which the canonical form omits); not with ``exp``;
 * ``mean(...)``: the mean of the methods' per-prompt rank-normalised scores, then the rule;
+* ``learned(lr|nb,m1,...)``: a logistic regression's or naive Bayes' cross-fitted P(correct)
+  (``gvstore.analysis.learned``), then the rule (default ``tau=0.5``; canonical: the rule, then
+  norm, folds, seed unless rank, 5, 0); no ``nulls=`` (nulls are features);
 * ``and(...)``: the product of the parts' weights; ``or(...)``: their maximum.
 
 Inside ``and(...)``/``or(...)`` a comma followed by ``NAME=`` continues the options of the part
@@ -35,6 +39,9 @@ from gvstore.errors import GvstoreError
 from gvstore.verifiers.registry import get_method, is_method, method_names, names_where
 
 RULES = ("quantile", "tau", "exp", "rounds")
+MODELS = ("lr", "nb")
+NORMS = ("rank", "minmax", "z", "none")
+LEARNED = {"norm": "rank", "folds": 5, "seed": 0}  # learned(...)'s other options, defaults
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 """ASCII digits only: ``float()`` would read ``٣`` (an Arabic-Indic three) as 3."""
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
@@ -122,7 +129,30 @@ class Combine:
         return f"{self.op}({','.join(str(p) for p in self.parts)})"
 
 
+@dataclass(frozen=True)
+class Learned(Mean):
+    """``learned(MODEL,m1,...)``: a model's cross-fitted P(correct), then a rule; a ``Mean`` to
+    code that reads a spec's methods and rule (sweeps), with the model's scores as its score."""
+
+    model: str = "lr"
+    norm: str = "rank"
+    folds: int = 5
+    seed: int = 0
+
+    def __str__(self) -> str:
+        opts = [str(self.rule)] + [f"{k}={getattr(self, k)}" for k, v in LEARNED.items()
+                                   if getattr(self, k) != v]
+        return f"learned({self.model},{','.join(self.methods)}):{','.join(opts)}"
+
+
 Spec = Leaf | Mean | Combine
+
+
+def needs_labels(spec: Spec) -> bool:
+    """Whether a spec's weights are trained on ground truth (it holds a ``learned(...)``)."""
+    if isinstance(spec, Combine):
+        return any(needs_labels(p) for p in spec.parts)
+    return isinstance(spec, Learned)
 
 
 def methods_of(spec: Spec) -> tuple[str, ...]:
@@ -192,11 +222,11 @@ class _Parser:
             self.pos = save
 
     def spec(self, top: bool) -> Spec:
-        word, start = self.name("a method, 'mean', 'and' or 'or'")
+        word, start = self.name("a method, 'mean', 'learned', 'and' or 'or'")
         if word in ("and", "or"):
             return self.combo(word)
-        if word == "mean":
-            return self.mean(top)
+        if word in ("mean", "learned"):
+            return self.mean(top, word == "learned")
         if not is_method(word):
             raise self.fail(f"unknown method {word!r}; choose from {', '.join(method_names())}",
                             start)
@@ -225,34 +255,46 @@ class _Parser:
             raise self.fail(f"{op}(...) needs at least two specs", start)
         return Combine(op, tuple(parts))
 
-    def mean(self, top: bool) -> Mean:
-        self.expect("(", "after 'mean'")
+    def mean(self, top: bool, learned: bool = False) -> Mean:
+        owner = "learned" if learned else "mean"
+        self.expect("(", f"after {owner!r}")
+        model, start = self.name("a model (lr or nb)") if learned else ("", 0)
+        if learned and model not in MODELS:
+            raise self.fail(f"learned(...) takes a model ({', '.join(MODELS)}) first", start)
+        if learned:
+            self.expect(",", "after the model (learned(lr,mc,...))")
         methods: list[str] = []
         while True:
             word, start = self.name("a method")
             scored = score_methods()
             if word not in scored:
-                raise self.fail(
-                    f"mean(...) takes score methods ({', '.join(scored)}), not {word!r}",
-                    start,
-                )
+                raise self.fail(f"{owner}(...) takes score methods ({', '.join(scored)}), "
+                                f"not {word!r}", start)
             if word in methods:
-                raise self.fail(f"method {word!r} appears twice in mean(...)", start)
+                raise self.fail(f"method {word!r} appears twice in {owner}(...)", start)
             methods.append(word)
             if self.peek() != ",":
                 break
             self.pos += 1
         start = self.pos
-        self.expect(")", "to close mean(")
-        if len(methods) < 2:
+        self.expect(")", f"to close {owner}(")
+        if len(methods) < 2 and not learned:
             raise self.fail("mean(...) needs at least two methods", start)
-        self.expect(":", "after mean(...) (it needs a rule, e.g. :quantile=0.8)")
-        rule, keep = self.options(top, "mean")
+        extra: dict[str, object] = {}
+        rule, keep = Rule("tau", 0.5), False
+        if not learned or self.peek() == ":":
+            self.expect(":", "after mean(...) (it needs a rule, e.g. :quantile=0.8)")
+            rule, keep = self.options(top, owner, extra if learned else None)
         if rule.kind == "rounds":
             raise self.fail(_rounds_only(), start)
+        if learned:
+            return Learned(tuple(methods), rule, False, model,
+                           **{**LEARNED, **extra})  # type: ignore[arg-type]
         return Mean(tuple(methods), rule, keep)
 
-    def options(self, top: bool, owner: str) -> tuple[Rule, bool]:
+    def options(self, top: bool, owner: str,
+                extra: dict[str, object] | None = None) -> tuple[Rule, bool]:
+        """A rule and nulls=; for ``learned`` a rule and the ``extra`` options (set here)."""
         rule: Rule | None = None
         keep: bool | None = None
         while True:
@@ -264,7 +306,9 @@ class _Parser:
                     raise self.fail(f"expected '=' after {key!r}")
             else:
                 self.pos += 1
-                if key == "nulls":
+                if extra is not None and key in (*LEARNED, "nulls"):
+                    self.learned_value(key, start, extra)
+                elif key == "nulls":
                     if keep is not None:
                         raise self.fail("nulls= given twice", start)
                     val, vstart = self.name("keep or reject")
@@ -276,18 +320,37 @@ class _Parser:
                         raise self.fail(f"{owner} takes one rule; {key}= is a second", start)
                     rule = Rule(key, self.number(key))
                 else:
-                    raise self.fail(
-                        f"unknown option {key!r}; choose from {', '.join(RULES)}, nulls", start
-                    )
+                    known = [*RULES, *LEARNED] if extra is not None else [*RULES, "nulls"]
+                    raise self.fail(f"unknown option {key!r}; choose from {', '.join(known)}",
+                                    start)
             if self.peek() == "," and self.lookahead_option():
                 self.pos += 1
                 continue
             break
+        rule = Rule("tau", 0.5) if rule is None and extra is not None else rule
         if rule is None:
             raise self.fail(f"{owner} needs a rule (quantile=, tau=, exp= or rounds=)")
         if keep and rule.kind == "exp":
             raise self.fail("nulls=keep applies to keep/reject rules, not to exp")
         return rule, bool(keep)
+
+    def learned_value(self, key: str, at: int, extra: dict[str, object]) -> None:
+        """Set a ``learned`` option: norm=NAME, folds=K (2..1000) or seed=S (>= 0)."""
+        if key == "nulls" or key in extra:
+            raise self.fail(f"{key}= given twice" if key in extra else "learned(...) takes no "
+                            "nulls= (it scores every sample; nulls are features)", at)
+        if key == "norm":
+            val, start = self.name("a normalisation")
+            if val not in NORMS:
+                raise self.fail(f"norm= takes {', '.join(NORMS)}, not {val!r}", start)
+            extra[key] = val
+            return
+        self.skip()
+        start, x = self.pos, self.number(key)
+        lo, hi = (2, 1000) if key == "folds" else (0, 2**32 - 1)
+        if not x.is_integer() or "." in self.text[start:self.pos] or not lo <= x <= hi:
+            raise self.fail(f"{key}= must be a whole number from {lo} to {hi}", start)
+        extra[key] = int(x)
 
     def number(self, key: str) -> float:
         self.skip()

@@ -19,6 +19,8 @@ over the whole group; per-prompt work uses sorted segments, never a Python loop 
   r = (average rank - 1) / (k - 1) over its k non-null scores (0.5 when k = 1; ties share
   their average rank), nulls excluded; the score is the mean of the non-null r over the
   methods (null if all are null); then the rule applies to it.
+* ``learned(...)``: the model's cross-fitted P(correct) (``gvstore.analysis.learned``), then
+  the rule.
 * ``and(...)``: the product of the parts' weights; ``or(...)``: their maximum.
 """
 
@@ -29,7 +31,8 @@ import polars as pl
 
 from gvstore.analysis.arrays import lookup
 from gvstore.analysis.frames import Group
-from gvstore.analysis.specs import Combine, Leaf, Mean, Rule, Spec
+from gvstore.analysis.learned import fit_key, learned_scores
+from gvstore.analysis.specs import Combine, Leaf, Learned, Mean, Rule, Spec
 from gvstore.errors import GvstoreError
 
 EPS_RANK = 1e-9
@@ -103,6 +106,10 @@ class Weigher:
     def score(self, spec: Leaf | Mean) -> np.ndarray:
         """The score array a leaf or mean spec reads (NaN = null)."""
         g = self.group
+        if isinstance(spec, Learned):  # trained on the other folds' ground truth
+            if fit_key(spec) not in self._scores:
+                self._scores[fit_key(spec)] = learned_scores(self, spec)
+            return self._scores[fit_key(spec)]
         if isinstance(spec, Leaf):
             if spec.method not in g.scores:
                 raise GvstoreError(f"no {spec.method} scores loaded for {g.key}")
@@ -119,6 +126,7 @@ class Weigher:
 
     def sorted(self, spec: Leaf | Mean) -> Sorted:
         key = spec.method if isinstance(spec, Leaf) else "mean(" + ",".join(spec.methods)
+        key = fit_key(spec) if isinstance(spec, Learned) else key
         if key not in self._sorted:
             self._sorted[key] = Sorted(self.group, self.score(spec))
         return self._sorted[key]
