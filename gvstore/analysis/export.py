@@ -12,8 +12,9 @@
   be strictly lower than the chosen one's (for keep/reject rules: a rejected sample, w = 0).
   Ties go to the lowest sample index. Only the verifier's weights decide: the ground truth is
   never read (except with ``spec=None``, the oracle ablation: weight 1 for a generation graded
-  correct under the strict utility, 0 otherwise). A prompt with no kept or no lower-weighted
-  sample gives no pair (counted).
+  correct under the strict utility, 0 otherwise; and a ``learned(...)`` spec, trained on the
+  strict grades of the other folds' prompts, never on a prompt's own). A prompt with no kept
+  or no lower-weighted sample gives no pair (counted).
 
 Weights need one verifier: if the filtered generations were verified by several, name one.
 Texts are read from the store records, for the kept generations only. Files are written
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from gvstore.analysis.frames import Dataset, Filters, Group
-from gvstore.analysis.specs import Spec, methods_of
+from gvstore.analysis.specs import Spec, methods_of, needs_labels
 from gvstore.analysis.weights import Weigher
 from gvstore.errors import GvstoreError
 from gvstore.io import atomic_path
@@ -77,7 +78,8 @@ def _groups(store: Store, spec: Spec | None, filters: Filters | None,
             proj: Projections | None) -> list[tuple[Group, np.ndarray]]:
     if spec is None:
         return _truth_groups(store, filters, proj)
-    ds = Dataset(proj or Projections(store), utility=None, filters=filters)
+    ds = Dataset(proj or Projections(store), utility="strict" if needs_labels(spec) else None,
+                 filters=filters)
     groups = ds.groups(methods_of(spec))
     if not groups:
         raise GvstoreError(f"no generations with {', '.join(methods_of(spec))} verifications "

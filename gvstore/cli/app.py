@@ -108,6 +108,7 @@ def _register() -> None:
     # happen inside the command that needs them.
     from gvstore.cli.analysis import register as register_analysis
     from gvstore.cli.data import data_app
+    from gvstore.cli.ensembles import ensembles_cmd
     from gvstore.cli.finetune import finetune_cmd
     from gvstore.cli.generate import generate_cmd
     from gvstore.cli.grade import grade_cmd
@@ -137,6 +138,7 @@ def _register() -> None:
     app.command("corr")(corr_cmd)
     app.command("variance")(variance_cmd)
     app.command("scaling")(scaling_cmd)
+    app.command("ensembles")(ensembles_cmd)  # learned ensembles on held-out folds
 
 
 _register()

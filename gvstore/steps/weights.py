@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gvstore.analysis.frames import Dataset, Filters, Group
-from gvstore.analysis.specs import Combine, Leaf, Spec, methods_of
+from gvstore.analysis.specs import Combine, Leaf, Spec, methods_of, needs_labels
 from gvstore.analysis.weights import Weigher
 from gvstore.records import Weight, seal
 from gvstore.replay import Projections, handle
@@ -80,7 +80,8 @@ def weight_records(
     the key, so such weights are not recomputed by re-running (delete them to refresh).
     """
     proj = proj or Projections(store)
-    ds = Dataset(proj, utility=None, filters=filters)
+    labels = any(needs_labels(s) for s in specs)  # learned(...) trains on other prompts' grades
+    ds = Dataset(proj, utility="strict" if labels else None, filters=filters)
     computed: list[tuple[Group, Spec, np.ndarray]] = []
     wanted: set[int] = set()
     for spec in specs:
