@@ -138,6 +138,9 @@ def _register() -> None:
     app.command("corr")(corr_cmd)
     app.command("variance")(variance_cmd)
     app.command("scaling")(scaling_cmd)
+    from gvstore.cli.selection import register as register_selection
+
+    register_selection(app)  # select, nscale
     app.command("ensembles")(ensembles_cmd)  # learned ensembles on held-out folds
 
 
