@@ -178,3 +178,83 @@ def test_nesting_is_bounded_before_the_recursion_limit() -> None:
 def test_spec_length_is_bounded() -> None:
     with pytest.raises(SpecError, match="this one 5000"):
         parse("mc:tau=" + "1" * 4993)
+
+
+# --- learned(...) (issue 15): grammar, canonical form, round trips, errors ----------------
+
+@pytest.mark.parametrize("text, canonical", [
+    ("learned(lr,mc,cot_score)", "learned(lr,mc,cot_score):tau=0.5"),
+    ("learned( nb , mc ):quantile=0.8", "learned(nb,mc):quantile=0.8"),
+    ("learned(lr,mc,cot_score):seed=0,norm=rank,folds=5,tau=0.5",
+     "learned(lr,mc,cot_score):tau=0.5"),
+    ("learned(lr,cot_score,mc):folds=3,norm=z,seed=7,exp=0.1",
+     "learned(lr,cot_score,mc):exp=0.1,norm=z,folds=3,seed=7"),
+    ("and(learned(lr,mc,cot_score):tau=0.6,folds=3,mc:tau=0.5)",
+     "and(learned(lr,mc,cot_score):tau=0.6,folds=3,mc:tau=0.5)"),
+    ("or(learned(nb,mc),cot_binary:tau=1)", "or(learned(nb,mc):tau=0.5,cot_binary:tau=1)"),
+])
+def test_learned_canonical_form(text: str, canonical: str) -> None:
+    from gvstore.analysis.specs import canonical as canon
+    from gvstore.analysis.specs import needs_labels
+
+    spec = parse(text)
+    assert str(spec) == canon(text) == canonical
+    assert parse(canonical) == spec and needs_labels(spec)
+    assert not needs_labels(parse("and(mean(mc,cot_score):tau=1,mc:tau=1)"))
+
+
+def test_learned_structure() -> None:
+    from gvstore.analysis.specs import Learned
+
+    spec = parse("learned(nb,mc,cot_score):quantile=0.7,norm=minmax,folds=4,seed=9")
+    assert spec == Learned(("mc", "cot_score"), Rule("quantile", 0.7), False, "nb", "minmax",
+                           4, 9)
+    assert spec != Mean(("mc", "cot_score"), Rule("quantile", 0.7))
+    assert methods_of(spec) == ("cot_score", "mc")
+    t = parse_template("learned(lr,mc,cot_score):quantile")
+    assert isinstance(t, Learned) and str(with_value(t, 0.25)) == \
+        "learned(lr,mc,cot_score):quantile=0.25"
+
+
+@pytest.mark.parametrize("text, pos, words", [
+    ("learned(xx,mc)", 8, "takes a model (lr, nb)"),
+    ("learned(lr)", 10, "expected ','"),
+    ("learned(lr,mc):nulls=keep", 15, "takes no nulls="),
+    ("learned(lr,mc):folds=1", 21, "whole number from 2 to 1000"),
+    ("learned(lr,mc):folds=2.0", 21, "whole number"),
+    ("learned(lr,mc):seed=-1", 20, "whole number from 0"),
+    ("learned(lr,mc):norm=foo", 20, "norm= takes rank, minmax, z, none"),
+    ("learned(lr,mc,mc)", 14, "appears twice in learned"),
+    ("learned(lr,tournament)", 11, "score methods"),
+    ("learned(lr,mc):seed=1,seed=2", 22, "given twice"),
+    ("learned(lr,mc):tau=1,quantile=1", 21, "one rule"),
+    ("learned(lr,mc):rounds=2", 13, "tournament only"),
+    ("learned(lr,mc):bogus=1", 15, "unknown option"),
+])
+def test_learned_errors_point_at_the_fault(text: str, pos: int, words: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse(text)
+    assert info.value.pos == pos and words in info.value.reason
+
+
+@st.composite
+def _learned(draw: st.DrawFn) -> Mean:
+    from gvstore.analysis.specs import NORMS, Learned
+
+    methods = draw(st.lists(st.sampled_from(score_methods()), min_size=1, max_size=3,
+                            unique=True))
+    kind = draw(st.sampled_from(("quantile", "tau", "exp")))
+    value = draw(st.floats(0.01, 1.0))
+    return Learned(tuple(methods), Rule(kind, value), False,
+                   draw(st.sampled_from(("lr", "nb"))), draw(st.sampled_from(NORMS)),
+                   draw(st.sampled_from((2, 3, 5, 10))),  # 5: the default, not printed
+                   draw(st.integers(0, 2**32 - 1)))
+
+
+@given(st.recursive(st.one_of(_leaf(), _mean(), _learned()), lambda inner: st.builds(
+    Combine, st.sampled_from(("and", "or")), st.lists(inner, min_size=2, max_size=3).map(tuple)),
+    max_leaves=5))
+def test_round_trip_with_learned(spec: Leaf | Mean | Combine) -> None:
+    text = str(spec)
+    assert parse(text) == spec and str(parse(text)) == text
+    assert parse(text.replace(",", " , ").replace(":", " : ")) == spec
