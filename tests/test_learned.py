@@ -301,5 +301,34 @@ def test_cli_gap_and_ensembles(inverted: Projections, tmp_path: Path) -> None:
     assert res.exit_code == 1 and "folds= must be a whole number" in res.output
 
 
-def test_settings_default_rule() -> None:
-    assert Settings().rule == Rule("tau", 0.5)
+def test_learned_rule_chosen_or_fixed(inverted: Projections) -> None:
+    ds = Dataset(inverted)
+    chosen = compare(ds, ("mc", "cot_score"), Settings(folds=4, resamples=0))[0]
+    # the first quantile of the grid that keeps only the top two: ceil(3q) = 2 from q = 0.35
+    assert chosen.choices == ["learned(lr,mc,cot_score):quantile=0.35,folds=4"] * 4
+    assert chosen.spec == "every fold: learned(lr,mc,cot_score):quantile=0.35,folds=4"
+    fixed = compare(ds, ("mc", "cot_score"),
+                    Settings(folds=4, rule=Rule("tau", 0.5), resamples=0))[0]
+    assert fixed.spec == "learned(lr,mc,cot_score):tau=0.5,folds=4" and fixed.choices == []
+    assert chosen.gap == fixed.gap == 0.5
+
+
+def test_learned_choice_never_reads_its_fold(tmp_path: Path) -> None:
+    """Grades of one fold changed: that fold's chosen quantile (and model) stay."""
+    cfg = Settings(folds=4, resamples=0, grid=11)
+    a = build_inverted(tmp_path / "a")
+    g = one_group(a)
+    fold = fold_of(20, 4, 0)
+    b = StoreBuilder(tmp_path / "b")
+    mine = {handle(b.prompt(f"p{i:02d}").id) for i in range(20)}
+    in0 = [i for i in range(20) if fold[np.searchsorted(g.prompts, handle(
+        b.prompt(f"p{i:02d}").id))] == 0]
+    assert mine == set(g.prompts.tolist()) and in0
+    for i in range(20):
+        u = [1, 1, 0, 0] if i not in in0 else [0, 1, 1, 0]
+        gens = b.gens(b.prompt(f"p{i:02d}"), u)
+        b.scores(gens, "cot_score", [1, 2, 8, 9])
+        b.scores(gens, "mc", MC[i % 2])
+    ra = compare(Dataset(a), ("mc", "cot_score"), cfg)[0]
+    rb = compare(Dataset(b.projections()), ("mc", "cot_score"), cfg)[0]
+    assert ra.choices[0] == rb.choices[0]

@@ -116,8 +116,11 @@ def fit_predict(model: str, x: np.ndarray, y: np.ndarray, x_new: np.ndarray) -> 
                       dtype=np.float64)
 
 
-def learned_scores(weigher: Weigher, spec: Learned) -> np.ndarray:
-    """Cross-fitted P(correct) of every row of the weigher's group (see the module doc)."""
+def fold_models(weigher: Weigher, spec: Learned, every_row: bool = False
+                ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """Each row's fold and, per fold f, the P(correct) of the model fitted on the graded
+    samples of the other folds: for fold f's rows, or for every row with ``every_row`` (the
+    other folds' rows then get in-sample predictions); None for a fold with no prompt."""
     g = weigher.group
     for m in spec.methods:
         if m not in g.scores:
@@ -131,10 +134,20 @@ def learned_scores(weigher: Weigher, spec: Learned) -> np.ndarray:
     x = features(weigher, spec)
     y = np.where(graded, u, 0.0) >= 0.5
     fold = fold_of(g.n_prompts, spec.folds, spec.seed)[g.pidx]
-    out = np.full(u.size, NO_TRAINING)
+    preds: list[np.ndarray | None] = []
     for f in range(spec.folds):
         test = fold == f
-        if test.any():
-            train = graded & ~test
-            out[test] = fit_predict(spec.model, x[train], y[train], x[test])
+        train = graded & ~test
+        preds.append(fit_predict(spec.model, x[train], y[train], x if every_row else x[test])
+                     if test.any() else None)
+    return fold, preds
+
+
+def learned_scores(weigher: Weigher, spec: Learned) -> np.ndarray:
+    """Cross-fitted P(correct) of every row of the weigher's group (see the module doc)."""
+    fold, preds = fold_models(weigher, spec)
+    out = np.full(fold.size, NO_TRAINING)
+    for f, pred in enumerate(preds):
+        if pred is not None:
+            out[fold == f] = pred
     return out

@@ -6,7 +6,11 @@ into k folds by ``learned.fold_of`` (the deal of every ``learned(...)`` spec wit
 and seed). Four candidates, each with one held-out gap per prompt:
 
 * ``learned lr`` / ``learned nb``: ``learned(lr|nb,m1,...):RULE,norm=N,folds=k,seed=S``; a
-  prompt's weights come from a model fitted on the other folds (cross-fitted by construction);
+  prompt's weights come from a model fitted on the other folds (cross-fitted by construction).
+  With a fixed rule (``Settings.rule``) that is the spec's gap; by default the rule is a
+  quantile q of the grid chosen, for fold f, by the best mean gap over the other folds'
+  prompts under fold f's own model (fitted on them: in-sample there), so neither the model
+  nor q of fold f has seen fold f's grades;
 * ``best single``: among ``m:quantile=q`` for each method m and each q of the grid (``GRID``
   points from 0 to 1), the spec with the highest mean gap over the prompts of the other k - 1
   folds (the first on ties, as ``sweep.select``) is applied to fold f's prompts;
@@ -24,7 +28,7 @@ per-prompt gaps and the best single's, with its interval and verdict (``verdicts
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +36,8 @@ import numpy as np
 from gvstore.analysis import DEFAULT_LEVEL, DEFAULT_RESAMPLES, verdicts
 from gvstore.analysis.frames import Dataset, Group
 from gvstore.analysis.gap import AsDict, Bootstrap, Graded
-from gvstore.analysis.learned import fold_of
-from gvstore.analysis.specs import Combine, Leaf, Learned, Mean, Rule, Spec
+from gvstore.analysis.learned import fold_models, fold_of
+from gvstore.analysis.specs import Combine, Leaf, Learned, Mean, Rule, Spec, with_value
 from gvstore.analysis.weights import Weigher
 from gvstore.errors import GvstoreError
 
@@ -69,12 +73,18 @@ class EnsembleRow(AsDict):
     seed: int
     level: float
     choices: list[str] = field(default_factory=list)
-    """Per fold: the chosen spec (single and hand-made); empty for the learned ones."""
+    """Per fold: the chosen spec ("" for a fold with no graded prompt); empty for a learned
+    spec with a fixed rule."""
+
+
+def grid_values(grid: int) -> list[float]:
+    """``grid`` evenly spaced quantiles from 0 to 1."""
+    return [round(float(q), 10) for q in np.linspace(0.0, 1.0, grid)]
 
 
 def candidates(methods: Sequence[str], grid: int) -> tuple[list[Spec], list[Spec]]:
     """The single-method specs and the hand-made ensembles the choice is made among."""
-    qs = [round(float(q), 10) for q in np.linspace(0.0, 1.0, grid)]
+    qs = grid_values(grid)
     single: list[Spec] = [Leaf(m, Rule("quantile", q)) for m in methods for q in qs]
     hand: list[Spec] = []
     if len(methods) >= 2:
@@ -127,14 +137,36 @@ def summary(picks: Sequence[str]) -> str:
                      for s, fs in by.items())
 
 
+def learned_choice(weigher: Weigher, graded: Graded, spec: Learned, fold: np.ndarray,
+                   grid: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Held-out per-prompt gap and relative gap of a learned spec whose quantile is chosen per
+    fold on the other folds' prompts, under that fold's model (see the module doc)."""
+    qs = grid_values(grid)
+    _, preds = fold_models(weigher, spec, every_row=True)
+    out_d, out_r = np.zeros(graded.n_prompts), np.zeros(graded.n_prompts)
+    picks: list[str] = []
+    key = spec.methods[0]  # the fold model's scores stand in for a method's
+    for f, pred in enumerate(preds):
+        test = fold == f
+        if pred is None or not test.any():
+            picks.append("")
+            continue
+        w = Weigher(replace(weigher.group, scores={key: pred}))
+        d, r = per_prompt(w, graded, [Leaf(key, Rule("quantile", q)) for q in qs])
+        j = int(np.argmax(d[~test].mean(axis=0))) if (~test).any() else 0
+        out_d[test], out_r[test] = d[test, j], r[test, j]
+        picks.append(str(with_value(spec, qs[j])))
+    return out_d, out_r, picks
+
+
 @dataclass(frozen=True)
 class Settings:
-    """How ``compare`` runs: folds and their seed, the learned specs' rule and normalisation,
-    the quantile grid, and the bootstrap."""
+    """How ``compare`` runs: folds and their seed, the learned specs' rule (None: a quantile
+    chosen on the training folds) and normalisation, the quantile grid, and the bootstrap."""
 
     folds: int = 5
     fold_seed: int = 0
-    rule: Rule = Rule("tau", 0.5)
+    rule: Rule | None = None
     norm: str = "rank"
     grid: int = GRID
     resamples: int = DEFAULT_RESAMPLES
@@ -152,10 +184,14 @@ def compare_group(g: Group, methods: Sequence[str], cfg: Settings) -> list[Ensem
     fold = fold_of(g.n_prompts, cfg.folds, cfg.fold_seed)[graded.present]
     cols: dict[str, tuple[np.ndarray, np.ndarray, str, list[str]]] = {}
     for model in ("lr", "nb"):
-        spec = Learned(tuple(methods), cfg.rule, False, model, cfg.norm, cfg.folds,
-                       cfg.fold_seed)
-        st = graded.stats(weigher.weights(spec))
-        cols[f"learned {model}"] = (st.diff, st.rel, str(spec), [])
+        spec = Learned(tuple(methods), cfg.rule or Rule("quantile", None), False, model,
+                       cfg.norm, cfg.folds, cfg.fold_seed)
+        if cfg.rule is None:
+            d, r, picks = learned_choice(weigher, graded, spec, fold, cfg.grid)
+            cols[f"learned {model}"] = (d, r, summary(picks), picks)
+        else:
+            st = graded.stats(weigher.weights(spec))
+            cols[f"learned {model}"] = (st.diff, st.rel, str(spec), [])
     single, hand = candidates(methods, cfg.grid)
     for name, specs in (("best single", single), ("best hand-made", hand)):
         if not specs:

@@ -37,8 +37,8 @@ def ensembles_cmd(
     fold_seed: Annotated[int, typer.Option(
         "--fold-seed", help="Seed of the deal of prompts into folds.")] = 0,
     rule: Annotated[str, typer.Option(
-        "--rule", help="The learned models' rule on P(correct), e.g. tau=0.5 or "
-        "quantile=0.75.")] = "tau=0.5",
+        "--rule", help="The learned models' rule on P(correct): 'chosen' (a quantile picked "
+        "on the training folds, as for the others) or a fixed one, e.g. tau=0.5.")] = "chosen",
     norm: Annotated[str, typer.Option(
         "--norm", help="Per-prompt normalisation of the learned models' features: rank, "
         "minmax, z or none.")] = "rank",
@@ -56,11 +56,13 @@ def ensembles_cmd(
     from gvstore.analysis.specs import Learned, parse
     from gvstore.analysis.verdicts import describe
 
-    spec = parse(f"learned(lr,{','.join(methods)}):{rule},norm={norm},folds={folds},"
+    fixed = f"{rule}," if rule != "chosen" else ""
+    spec = parse(f"learned(lr,{','.join(methods)}):{fixed}norm={norm},folds={folds},"
                  f"seed={fold_seed}")
     if not isinstance(spec, Learned):
-        raise GvstoreError(f"--rule takes one rule (e.g. tau=0.5), not {rule!r}")
-    cfg = Settings(folds=spec.folds, fold_seed=spec.seed, rule=spec.rule, norm=spec.norm,
+        raise GvstoreError(f"--rule takes 'chosen' or one rule (e.g. tau=0.5), not {rule!r}")
+    cfg = Settings(folds=spec.folds, fold_seed=spec.seed, rule=spec.rule if fixed else None,
+                   norm=spec.norm,
                    grid=grid, resamples=resamples, seed=seed, level=level)
     ds = dataset(ctx, store, utility, make_filters(task, generator, verifier, rnd), grader)
     rows = compare(ds, spec.methods, cfg)
