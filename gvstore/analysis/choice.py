@@ -139,30 +139,45 @@ def vote_weights(score: np.ndarray) -> np.ndarray:
     return np.where(ok, score - low, 0.0)
 
 
-def vote(pidx: np.ndarray, codes: np.ndarray, u: np.ndarray, weight: np.ndarray | None,
-         key: np.ndarray, n_prompts: int) -> np.ndarray:
-    """Per prompt: the mean utility of the samples carrying the winning answer (0 where no
-    sample has an answer). ``weight`` None: plain majority; else weighted (module doc)."""
-    ok = codes >= 0
-    acc = np.zeros(n_prompts)
-    if not ok.any():
+class Ballot:
+    """The (prompt, answer) pairs of a group's graded rows, found once; ``tally`` then runs
+    maj@n or weighted maj@n on any subset of the rows (module doc for the rules)."""
+
+    def __init__(self, pidx: np.ndarray, codes: np.ndarray, n_prompts: int) -> None:
+        ok = codes >= 0
+        width = int(codes.max()) + 1 if ok.any() else 1
+        pairs, inv = np.unique(pidx[ok].astype(np.int64) * width + codes[ok],
+                               return_inverse=True)
+        self.pair = np.full(pidx.size, -1, dtype=np.int64)
+        self.pair[ok] = inv.reshape(-1)
+        self.pair_prompt = pairs // width  # ascending: pairs sort by prompt first
+        new = np.ones(pairs.size, dtype=bool)
+        new[1:] = self.pair_prompt[1:] != self.pair_prompt[:-1]
+        self.seg = np.flatnonzero(new)
+        self.seg_of = np.cumsum(new) - 1
+        self.n_prompts = n_prompts
+
+    def tally(self, u: np.ndarray, key: np.ndarray, weight: np.ndarray | None,
+              rows: np.ndarray | None = None) -> np.ndarray:
+        """Per prompt: the mean utility of the samples carrying the winning answer among
+        ``rows`` (all rows if None); 0 where none has an answer. ``weight`` None: maj@n."""
+        acc = np.zeros(self.n_prompts)
+        size = self.pair_prompt.size
+        if size == 0:
+            return acc
+        rows = np.flatnonzero(self.pair >= 0) if rows is None else rows[self.pair[rows] >= 0]
+        pr = self.pair[rows]
+        votes = np.bincount(pr, minlength=size).astype(np.float64)
+        wv = votes if weight is None else np.bincount(pr, weight[rows], minlength=size)
+        low = np.full(size, np.iinfo(np.int64).max)
+        np.minimum.at(low, pr, key[rows])
+        cand = votes > 0
+        for crit in (wv, votes, -low.astype(np.float64)):  # lexicographic, per prompt
+            c = np.where(cand, crit, -np.inf)
+            cand &= c == np.maximum.reduceat(c, self.seg)[self.seg_of]
+        acc[self.pair_prompt[cand]] = np.bincount(pr, u[rows], minlength=size)[cand] \
+            / votes[cand]
         return acc
-    p, c, uu, kk = pidx[ok], codes[ok], u[ok], key[ok]
-    width = int(c.max()) + 1
-    pairs, inv = np.unique(p.astype(np.int64) * width + c, return_inverse=True)
-    inv = inv.reshape(-1)
-    votes = np.bincount(inv).astype(np.float64)
-    wv = votes if weight is None else np.bincount(inv, weight[ok], minlength=pairs.size)
-    first = np.lexsort((kk, inv))  # per pair, its lowest key first
-    head = np.ones(first.size, dtype=bool)
-    head[1:] = inv[first][1:] != inv[first][:-1]
-    low_key = np.empty(pairs.size, dtype=np.int64)
-    low_key[inv[first][head]] = kk[first][head]
-    pp = pairs // width
-    order = np.lexsort((low_key, -votes, -wv, pp))
-    win = order[np.concatenate(([True], pp[order][1:] != pp[order][:-1]))]
-    acc[pp[win]] = np.bincount(inv, uu, minlength=pairs.size)[win] / votes[win]
-    return acc
 
 
 def pass_at_n(n: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -187,6 +202,9 @@ class Chooser:
     codes: np.ndarray
     key: np.ndarray
     starts: np.ndarray
+    ballot: Ballot
+    by_key: np.ndarray
+    """``argsort(key)``: the row holding each key."""
 
     @classmethod
     def of(cls, g: Group, answers: tuple[np.ndarray, np.ndarray], seed: int) -> Chooser:
@@ -196,8 +214,9 @@ class Chooser:
         src, at = lookup(g.gen, answers[0], g.gen_order)
         codes[at] = answers[1][src]
         starts = np.concatenate(([0], np.cumsum(graded.n).astype(np.int64)))
-        return cls(g, graded, rows, graded.pidx, graded.u, codes[rows],
-                   tie_keys(rows.size, seed), starts)
+        key = tie_keys(rows.size, seed)
+        return cls(g, graded, rows, graded.pidx, graded.u, codes[rows], key, starts,
+                   Ballot(graded.pidx, codes[rows], graded.n_prompts), np.argsort(key))
 
     @property
     def n(self) -> np.ndarray:
@@ -209,9 +228,13 @@ class Chooser:
             .astype(np.int64)
 
     def best_of(self, score: np.ndarray) -> np.ndarray:
-        """Per prompt: the utility of its best-of-n (``score`` over the graded rows)."""
-        order = rank_order(self.pidx, score, self.key)
-        return self.u[order[self.starts[:-1]]]
+        """Per prompt: the utility of its best-of-n (``score`` over the graded rows): the
+        first row of ``rank_order``, found without sorting (highest score, then lowest key)."""
+        s = np.where(np.isnan(score), -np.inf, score)
+        top = np.maximum.reduceat(s, self.starts[:-1])
+        k = np.where(s == top[self.pidx], self.key, self.key.size)
+        best = np.minimum.reduceat(k, self.starts[:-1])
+        return self.u[self.by_key[best]]
 
     def tied_top(self, score: np.ndarray) -> int:
         """Prompts whose highest score is shared by two or more samples."""
@@ -223,11 +246,10 @@ class Chooser:
 
     def columns(self, score: np.ndarray) -> np.ndarray:
         """Per prompt (P x 5): base, pass@n, best-of-n, maj@n, weighted maj@n."""
-        p = self.graded.n_prompts
         return np.column_stack([
             self.graded.acc, pass_at_n(self.n, self.correct), self.best_of(score),
-            vote(self.pidx, self.codes, self.u, None, self.key, p),
-            vote(self.pidx, self.codes, self.u, vote_weights(score), self.key, p)])
+            self.ballot.tally(self.u, self.key, None),
+            self.ballot.tally(self.u, self.key, vote_weights(score))])
 
 
 @dataclass

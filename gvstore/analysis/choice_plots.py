@@ -89,9 +89,10 @@ def _curves(ax: Axes, xs: Sequence[float], points: Sequence[object],
             labelled = True
 
 
-def _log2(ax: Axes, xs: Sequence[int], label: str) -> None:
+def _log2(ax: Axes, xs: Sequence[float], label: str) -> None:
+    """A log2 x axis with a tick at each point, labelled as a whole number."""
     ax.set_xscale("log", base=2)
-    ax.set_xticks(list(xs), [str(x) for x in xs])
+    ax.set_xticks(list(xs), [f"{x:,.0f}" for x in xs])
     ax.minorticks_off()
     ax.set_xlabel(label)
     ax.grid(alpha=0.3)
@@ -111,23 +112,30 @@ def nscale_figure(results: Sequence[NScaleResult], path: Path) -> Path:
         a.set_title(_label(r), fontsize="small")
         tokens = [p.tokens for p in r.points]
         _curves(b, tokens, r.points, CURVES, band)
-        b.set_xscale("log", base=2)
-        b.set_xlabel("generated tokens per prompt (mean n_tokens x n')")
-        b.grid(alpha=0.3)
+        if min(tokens) > 0:
+            _log2(b, tokens, "generated tokens per prompt (mean n_tokens x n')")
         b.set_title("accuracy against generation budget", fontsize="small")
         for ax in (a, b):
             ax.set_ylim(0.0, 1.05)
             ax.legend(fontsize="x-small")
-        _curves(c, ns, r.points, (("filter_gap", f"gap of {r.filter}"),), band)
-        _log2(c, ns, "samples per prompt n'")
-        c.axhline(0.0, color="grey", linewidth=0.8)
-        c.set_ylabel("expected filter gap")
-        c.set_title("filter gap over subsets of n'" if r.filter else
-                    "no filter (give a spec with a rule)", fontsize="small")
-        if r.filter:
-            c.legend(fontsize="x-small")
+        _gap_panel(c, r, ns, band)
         _repeats_panel(d, r, band)
     return save(fig, path)
+
+
+def _gap_panel(ax: Axes, r: NScaleResult, ns: Sequence[int], band: str) -> None:
+    if not r.filter:
+        ax.text(0.5, 0.5, f"no filter gap: score {r.score} has no rule\n"
+                f"(e.g. {r.score}:quantile=0.8)", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    _curves(ax, ns, r.points, (("filter_gap", f"gap of {r.filter}"),), band)
+    _log2(ax, ns, "samples per prompt n'")
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_ylabel("expected filter gap")
+    ax.set_title("filter gap over subsets of n' samples", fontsize="small")
+    ax.legend(fontsize="x-small")
 
 
 def _repeats_panel(ax: Axes, r: NScaleResult, band: str) -> None:

@@ -100,6 +100,60 @@ def _select_tables(rows: list[Any]) -> list[object]:
                "ties", "nulls"], gaps, lift=LIFT)]
 
 
+def nscale_cmd(
+    ctx: typer.Context, scores: ScoresArg,
+    subsets: Annotated[int, typer.Option(
+        "--subsets", help="Subsets of n' samples per prompt (and draws of m' repeats) where "
+        "not every subset is enumerated.")] = 64,
+    task: TaskOpt = None, generator: GeneratorOpt = None, verifier: VerifierOpt = None,
+    rnd: RoundOpt = None, utility: UtilityOpt = "strict", grader: GraderOpt = None,
+    resamples: ResamplesOpt = DEFAULT_RESAMPLES, seed: SeedOpt = 0,
+    level: LevelOpt = DEFAULT_LEVEL, plot: PlotOpt = None, store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Scaling with n offline: pass@n', best-of-n', maj@n', weighted maj@n' and a filter's
+    gap with n' = 1, 2, 4, ... of the recorded samples per prompt (exact where possible,
+    seeded subsets otherwise), and with m' of the recorded verification repeats."""
+    from gvstore.analysis.nscale import nscale_table
+
+    ds = dataset(ctx, store, utility, make_filters(task, generator, verifier, rnd), grader)
+    rows = nscale_table(ds, scores, subsets=subsets, resamples=resamples, seed=seed,
+                        level=level)
+    if not rows:
+        raise GvstoreError("no graded generations with verifications for these scores match "
+                           "the filters")
+    if plot is not None:
+        from gvstore.analysis.choice_plots import nscale_figure
+
+        nscale_figure(rows, plot)
+    emit({"results": [r.to_dict() for r in rows],
+          "plot": str(plot) if plot is not None else None}, as_json,
+         *(t for r in rows for t in _nscale_tables(r)), *_plot_note(plot, as_json))
+
+
+def _nscale_tables(r: Any) -> list[object]:
+    """The n' table and, with more than one repeat, the m' table of one result."""
+    head = (f"{r.generator} verified by {r.verifier} ({r.task}, round {r.round}; score "
+            f"{r.score}; {r.prompts} prompts; [{r.level:.0%} bootstrap interval])")
+    gap = [f"gap {r.filter}"] if r.filter else []
+    out: list[object] = [table(
+        f"scaling with n: {head}",
+        ["n'", "tokens", "prompts", "pass@n'", "best-of-n'", "maj@n'", "weighted maj@n'",
+         *gap, "subsets"],
+        [[p.n, round(p.tokens), p.prompts,
+          *(_row_ci(p, k) for k in ("pass_at_n", "best_of_n", "maj", "wmaj")),
+          *([_row_ci(p, "filter_gap")] if r.filter else []),
+          "all" if p.exact else r.subsets] for p in r.points])]
+    if len(r.repeats) > 1:
+        out.append(table(
+            f"scaling with verification repeats (all {r.n_max} samples): {head}",
+            ["m'", "draws", "best-of-n", "weighted maj@n", *gap],
+            [[p.m, p.draws, _row_ci(p, "best_of_n"), _row_ci(p, "wmaj"),
+              *([_row_ci(p, "filter_gap")] if r.filter else [])] for p in r.repeats]))
+    return out
+
+
 def register(app: typer.Typer) -> None:
     """Add ``select`` and ``nscale`` to ``app``."""
     app.command("select")(select_cmd)
+    app.command("nscale")(nscale_cmd)
