@@ -81,23 +81,24 @@ def select_cmd(
 def _select_tables(rows: list[Any]) -> list[object]:
     """Accuracies, then the selection gaps (and each filter's gap)."""
     r0 = rows[0]
-    acc = [[r.task, r.generator, r.round, r.verifier, r.score, r.prompts,
+    acc = [[r.task, r.generator, r.round, r.verifier, r.filter or r.score, r.prompts,
             f"{r.n_min}" if r.n_min == r.n_max else f"{r.n_min}-{r.n_max}",
             *(_row_ci(r, k) for k in ("base", "best_of_n", "maj", "wmaj", "pass_at_n"))]
            for r in rows]
-    gaps = [[r.task, r.generator, r.round, r.verifier, r.score,
+    gaps = [[r.task, r.generator, r.round, r.verifier, r.filter or r.score,
              *(_row_ci(r, k) for k in ("best_of_n_gap", "maj_gap", "wmaj_gap")),
-             r.filter, _row_ci(r, "filter_gap"), r.tied_top_prompts, r.null_score_prompts]
+             _row_ci(r, "filter_gap"), r.tied_top_prompts, r.null_score_prompts]
             for r in rows]
     return [
         table(f"selection accuracy ({r0.utility} utility; [{r0.level:.0%} bootstrap "
               "interval]; random: the mean over samples)",
-              [*LIFT, "score", "prompts", "n", "random", "best-of-n", "maj@n",
+              [*LIFT, "spec", "prompts", "n", "random", "best-of-n", "maj@n",
                "weighted maj@n", "pass@n"], acc, lift=LIFT),
-        table("selection gap = pass@n - accuracy (ties: prompts whose top score is shared; "
-              "nulls: prompts with no score, a seeded random pick)",
-              [*LIFT, "score", "best-of-n", "maj@n", "weighted maj@n", "filter", "filter gap",
-               "ties", "nulls"], gaps, lift=LIFT)]
+        table("selection gap = pass@n - accuracy (filter gap: of a spec with a rule; ties: "
+              "prompts whose top score is shared; nulls: prompts with no score, a seeded "
+              "random pick)",
+              [*LIFT, "spec", "best-of-n", "maj@n", "weighted maj@n", "filter gap", "ties",
+               "nulls"], gaps, lift=LIFT)]
 
 
 def nscale_cmd(
