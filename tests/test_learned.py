@@ -139,6 +139,10 @@ def test_own_grades_never_move_own_weights(tmp_path: Path) -> None:
     s0, s1 = learned_scores(base, text), learned_scores(flipped, text)
     own = rows_of(base, StoreBuilder(tmp_path / "a"), "p03")
     assert np.array_equal(s0[own], s1[own])
+    for rule in ("tau=0.5", "quantile=0.5", "exp=0.1"):  # and so its weights, whatever rule
+        spec = parse(f"learned(lr,mc,cot_score):{rule},folds=4")
+        assert np.array_equal(Weigher(base).weights(spec)[own],
+                              Weigher(flipped).weights(spec)[own])
     assert np.abs(s0[~own] - s1[~own]).max() > 1e-6  # the training sets changed
     fold = fold_of(20, 4, 0)[base.pidx]
     assert np.array_equal(s0[fold == fold[own][0]], s1[fold == fold[own][0]])  # same fold
@@ -332,3 +336,23 @@ def test_learned_choice_never_reads_its_fold(tmp_path: Path) -> None:
     ra = compare(Dataset(a), ("mc", "cot_score"), cfg)[0]
     rb = compare(Dataset(b.projections()), ("mc", "cot_score"), cfg)[0]
     assert ra.choices[0] == rb.choices[0]
+
+
+def test_ensembles_small_and_single_method(tmp_path: Path) -> None:
+    """Fewer prompts than folds, one method, a null and a single-sample prompt: no crash."""
+    b = StoreBuilder(tmp_path / "s")
+    b.scores(b.gens(b.prompt("a"), [1, 0, 0]), "mc", [0.9, None, 0.1])
+    b.scores(b.gens(b.prompt("b"), [1]), "mc", [0.3])
+    rows = compare(Dataset(b.projections()), ("mc",), Settings(folds=5, resamples=20))
+    assert [r.candidate for r in rows] == ["learned lr", "learned nb", "best single"]
+    for r in rows:
+        assert r.prompts == 2 and sum(1 for c in r.choices if c) == 2  # 3 folds hold none
+    single = rows[2]
+    # each prompt's fold chooses on the other prompt alone. b (one sample) gives every
+    # candidate 0, so a's fold takes the first, mc:quantile=0: it keeps 0.9 and 0.1 (the null
+    # is rejected), acc_w 1/2 against acc 1/3: +1/6. On a, quantile=0 gains 1/6 and any q > 0
+    # keeps 0.9 alone, +2/3: b's fold takes the first such, 0.05, and gains 0 on b.
+    assert sorted(c for c in single.choices if c) == ["mc:quantile=0", "mc:quantile=0.05"]
+    assert single.gap == pytest.approx((1 / 6 + 0) / 2)
+    with pytest.raises(GvstoreError, match="at least 2 points"):
+        compare(Dataset(b.projections()), ("mc",), Settings(grid=1))
