@@ -66,18 +66,20 @@ def parse_score(text: str) -> tuple[ScoreSpec, Spec | None]:
     as ``mc:quantile=0.8``) as (the score it ranks by, the filter spec or None without a
     value)."""
     t = text.strip()
+    filt: Spec | None = None
     if ":" not in t:
         name = t.split("(")[0].strip()
         open_rule = "rounds" if is_method(name) and get_method(name).call == "pairwise" else "tau"
-        return parse_template(f"{t}:{open_rule}"), None
-    try:
-        spec = parse(t)
-    except SpecError:
-        return parse_template(t), None  # an open rule (mc:quantile): no filter
+        spec: object = parse_template(f"{t}:{open_rule}")
+    else:
+        try:
+            spec = filt = parse(t)
+        except SpecError:
+            spec = parse_template(t)  # an open rule (mc:quantile): no filter
     if not isinstance(spec, (Leaf, Mean)):
         raise GvstoreError(f"{t!r}: a selection ranks by one score; give a method (mc) or "
                            "mean(...), not and(...)/or(...)")
-    return spec, spec
+    return spec, filt
 
 
 def score_name(spec: ScoreSpec) -> str:
