@@ -43,7 +43,8 @@ def ensembles_cmd(
         "--norm", help="Per-prompt normalisation of the learned models' features: rank, "
         "minmax, z or none.")] = "rank",
     grid: Annotated[int, typer.Option(
-        "--grid", help="Quantile values (0..1) the single and hand-made choices try.")] = 21,
+        "--grid", help="How many quantiles (0..1) the choices (single, hand-made, learned) "
+        "try.")] = 21,
     task: TaskOpt = None, generator: GeneratorOpt = None, verifier: VerifierOpt = None,
     rnd: RoundOpt = None, utility: UtilityOpt = "strict", grader: GraderOpt = None,
     resamples: ResamplesOpt = DEFAULT_RESAMPLES, seed: SeedOpt = 0,
