@@ -203,3 +203,15 @@ def test_cli_json_and_table(tmp_path: Path) -> None:
     assert "best-of-n" in res.stdout and "pass@n" in res.stdout
     res = runner.invoke(app, ["select", "and(mc:tau=0.5,mc:tau=0.2)", "--store", root])
     assert res.exit_code == 1
+
+
+def test_names_print_as_text(tmp_path: Path) -> None:
+    s = StoreBuilder(tmp_path / "store")
+    p = s.prompt("a")
+    gens = s.gens(p, [(1.0, 1.0, "1"), (0.0, 0.0, "2")], model="[bold]m[/bold]")
+    s.scores(gens, "mc", [0.9, 0.1], verifier="[red]v")
+    root = str(s.write().root)
+    for cmd in ("select", "nscale"):
+        res = CliRunner().invoke(app, [cmd, "mc", "--store", root, "--resamples", "0"])
+        assert res.exit_code == 0, res.output
+        assert "[bold]m[/bold]" in res.stdout and "[red]v" in res.stdout
