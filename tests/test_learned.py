@@ -356,3 +356,29 @@ def test_ensembles_small_and_single_method(tmp_path: Path) -> None:
     assert single.gap == pytest.approx((1 / 6 + 0) / 2)
     with pytest.raises(GvstoreError, match="at least 2 points"):
         compare(Dataset(b.projections()), ("mc",), Settings(grid=1))
+
+
+def test_training_and_scored_prompts_never_meet(inverted: Projections,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spy on every fit: the prompts a model is trained on and those it scores are apart,
+    and together they are every prompt."""
+    from gvstore.analysis import learned
+
+    real_features, real_fit = learned.features, learned.fit_predict
+    seen: list[tuple[set[int], set[int]]] = []
+
+    def tagged(weigher: Weigher, spec: Learned) -> np.ndarray:
+        return np.column_stack([real_features(weigher, spec), weigher.group.pidx])
+
+    def spy(model: str, x: np.ndarray, y: np.ndarray, x_new: np.ndarray) -> np.ndarray:
+        seen.append((set(x[:, -1].astype(int).tolist()), set(x_new[:, -1].astype(int).tolist())))
+        return real_fit(model, x[:, :-1], y, x_new[:, :-1])
+
+    monkeypatch.setattr(learned, "features", tagged)
+    monkeypatch.setattr(learned, "fit_predict", spy)
+    g = one_group(inverted)
+    learned_scores(g, "learned(nb,mc,cot_score):folds=3,seed=5")
+    assert len(seen) == 3
+    for train, scored in seen:
+        assert not train & scored and train | scored == set(range(20))
+    assert set().union(*(s for _, s in seen)) == set(range(20))
