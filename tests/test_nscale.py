@@ -120,9 +120,13 @@ def test_every_n_matches_enumeration(tmp_path: Path, spec: str, rule: str, value
             assert getattr(p, k) == pytest.approx(v, abs=1e-12), (p.n, k)
     # n' = 1: best-of and pass@1 are a random sample (maj too, but a sample with no
     # answer scores 0 there); a filter of one sample changes nothing
-    first = res.points[0]
+    first, last = res.points[0], res.points[-1]
     assert first.best_of_n == pytest.approx(first.pass_at_n, abs=1e-12)
     assert first.maj < first.best_of_n
+    assert (first.best_of_n_kept, last.best_of_n_kept, last.filter_gap_kept) == (0, 1, 1)
+    mid = res.points[1]
+    assert mid.best_of_n_kept == pytest.approx(
+        (mid.best_of_n - first.best_of_n) / (last.best_of_n - first.best_of_n))
     assert first.filter_gap == pytest.approx(0.0)
 
 

@@ -214,6 +214,23 @@ class NPoint(AsDict):
     filter_gap: float | None
     filter_gap_lo: float | None
     filter_gap_hi: float | None
+    best_of_n_kept: float | None = None
+    """(best-of-n' - best-of-1) / (best-of-n - best-of-1): the share of the full budget's
+    best-of gain over a random sample kept at n' (None where that gain is 0)."""
+    filter_gap_kept: float | None = None
+    """filter gap at n' / filter gap at n (None without a filter or where the latter is 0)."""
+
+
+def kept_shares(points: Sequence[NPoint]) -> None:
+    """Fill in each point's ``best_of_n_kept`` and ``filter_gap_kept`` (see there)."""
+    first, last = points[0], points[-1]
+    gain = last.best_of_n - first.best_of_n
+    for p in points:
+        p.best_of_n_kept = (p.best_of_n - first.best_of_n) / gain if abs(gain) > 1e-12 \
+            else None
+        if p.filter_gap is not None and last.filter_gap is not None \
+                and abs(last.filter_gap) > 1e-12:
+            p.filter_gap_kept = p.filter_gap / last.filter_gap
 
 
 @dataclass
@@ -289,6 +306,7 @@ def n_points(ch: Chooser, score: np.ndarray, filt: Spec | None, tokens: float,
         out.append(NPoint(n=k, tokens=k * tokens, prompts=int(inc.sum()),
                           excluded=int((~inc).sum()), exact=sub.exact,
                           **vals))  # type: ignore[arg-type]
+    kept_shares(out)
     return out
 
 

@@ -132,19 +132,29 @@ def nscale_cmd(
          *(t for r in rows for t in _nscale_tables(r)), *_plot_note(plot, as_json))
 
 
+def _share(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
 def _nscale_tables(r: Any) -> list[object]:
     """The n' table and, with more than one repeat, the m' table of one result."""
     head = (f"{r.generator} verified by {r.verifier} ({r.task}, round {r.round}; score "
-            f"{r.score}; {r.prompts} prompts; [{r.level:.0%} bootstrap interval])")
-    gap = [f"gap {r.filter}"] if r.filter else []
+            f"{r.score}{'; filter ' + r.filter if r.filter else ''}; {r.prompts} prompts; "
+            f"[{r.level:.0%} bootstrap interval])")
+    gap = ["filter gap"] if r.filter else []
     out: list[object] = [table(
-        f"scaling with n: {head}",
+        f"scaling with n: {head}\nkept: the share of the full-n gain that n' keeps (best-of "
+        "over a random sample" + (" / the filter gap)" if r.filter else ")")
+        + f"; maj@n', weighted maj@n'{', filter gap' if r.filter else ''}: every n'-subset "
+        f"at n' = {', '.join(str(p.n) for p in r.points if p.exact)}, else {r.subsets} "
+        "seeded ones per prompt",
         ["n'", "tokens", "prompts", "pass@n'", "best-of-n'", "maj@n'", "weighted maj@n'",
-         *gap, "subsets"],
+         *gap, "kept"],
         [[p.n, round(p.tokens), p.prompts,
           *(_row_ci(p, k) for k in ("pass_at_n", "best_of_n", "maj", "wmaj")),
           *([_row_ci(p, "filter_gap")] if r.filter else []),
-          "all" if p.exact else r.subsets] for p in r.points])]
+          _share(p.best_of_n_kept) + (f" / {_share(p.filter_gap_kept)}" if r.filter else "")]
+         for p in r.points])]
     if len(r.repeats) > 1:
         out.append(table(
             f"scaling with verification repeats (all {r.n_max} samples): {head}",
