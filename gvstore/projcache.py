@@ -1,7 +1,9 @@
 """Where projection caches live and how their files are checked (no polars here).
 
 A cached projection set is six Parquet files ``<key>-<frame>.parquet`` and a manifest
-``<key>.manifest.json`` listing each file's SHA-256, written last. Analysis uses a set only if
+``<key>.manifest.json`` listing each file's SHA-256, written last. The group caches built
+from it (``gvstore.analysis.groupcache``) are sets of the same shape, ``<key>g<...>-*.npy``
+with their own manifests, in the same folder. Analysis uses a set only if
 its manifest is there and every file's digest matches (else it rebuilds from the segments);
 ``store verify`` reports a mismatch as damage and ``--fix`` deletes the set.
 
@@ -17,6 +19,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gvstore.io import sha256_file, write_atomic
 
@@ -43,8 +46,9 @@ def manifest_path(folder: Path, key: str) -> Path:
     return folder / f"{key}{MANIFEST_SUFFIX}"
 
 
-def read_manifest(path: Path) -> dict[str, str] | None:
-    """File name -> SHA-256 of a manifest, or None if it is absent or unreadable."""
+def read_manifest_data(path: Path) -> dict[str, Any] | None:
+    """The whole manifest (``key``, ``files`` and what else its writer put there), or None if
+    it is absent, unreadable or its ``files`` are not a name -> SHA-256 map."""
     try:
         data = json.loads(path.read_text())
         files = data["files"]
@@ -54,12 +58,22 @@ def read_manifest(path: Path) -> dict[str, str] | None:
         isinstance(k, str) and isinstance(v, str) for k, v in files.items()
     ):
         return None
-    return files
+    return data if isinstance(data, dict) else None
 
 
-def write_manifest(folder: Path, key: str, files: dict[str, str]) -> None:
-    """Atomically write a manifest (temporary name, then rename; a cache, so no fsync)."""
-    text = json.dumps({"key": key, "files": files}, sort_keys=True, indent=1)
+def read_manifest(path: Path) -> dict[str, str] | None:
+    """File name -> SHA-256 of a manifest, or None if it is absent or unreadable."""
+    data = read_manifest_data(path)
+    return None if data is None else dict(data["files"])
+
+
+def write_manifest(
+    folder: Path, key: str, files: dict[str, str], extra: dict[str, Any] | None = None
+) -> None:
+    """Atomically write a manifest (temporary name, then rename; a cache, so no fsync);
+    ``extra`` adds fields (a group cache's index and fast checksums)."""
+    text = json.dumps({**(extra or {}), "key": key, "files": files}, sort_keys=True,
+                      indent=1)
     write_atomic(manifest_path(folder, key), text, durable=False)
 
 
@@ -135,7 +149,7 @@ def fix(folder: Path, rep: CacheReport) -> list[str]:
     for p, _ in rep.damaged:
         key = Path(p).name.split("-", 1)[0].removesuffix(MANIFEST_SUFFIX)
         doomed.add(manifest_path(folder, key))
-        doomed.update(folder.glob(f"{key}-*.parquet"))
+        doomed.update(folder.glob(f"{key}-*"))  # Parquet frames or a group set's .npy
     for path in sorted(doomed):
         if path.exists():
             path.unlink()

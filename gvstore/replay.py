@@ -21,14 +21,17 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from gvstore import projcache
 from gvstore.errors import DamagedSegment, GvstoreError
 from gvstore.io import write_atomic
 from gvstore.store import Store
+
+if TYPE_CHECKING:
+    import polars as pl
 
 PROJECTION_VERSION = "3"  # 3: grades carry ``extracted``
 FRAMES = ("prompts", "generations", "grades", "verifications", "comparisons", "weights")
@@ -39,64 +42,86 @@ def handle(record_id: str) -> int:
     return int(record_id[7:23], 16)
 
 
-SCHEMAS: dict[str, dict[str, pl.DataType | type[pl.DataType]]] = {
-    "prompts": {"prompt": pl.UInt64, "task": pl.String, "item_id": pl.String,
-                "split": pl.String, "reference": pl.String},
-    "generations": {"gen": pl.UInt64, "prompt": pl.UInt64, "task": pl.String,
-                    "model": pl.String, "round": pl.Int32, "sample_index": pl.Int32,
-                    "n_tokens": pl.Int32, "finish_reason": pl.String,
-                    "temperature": pl.Float64},
-    "grades": {"gen": pl.UInt64, "grader": pl.String, "grader_version": pl.String,
-               "strict": pl.Float64, "flexible": pl.Float64, "extracted": pl.String},
-    "verifications": {"gen": pl.UInt64, "verifier": pl.String, "method": pl.String,
-                      "template": pl.String, "sample_index": pl.Int32, "score": pl.Float64,
-                      "parse_status": pl.String, "p_correct": pl.Float64,
-                      "p_incorrect": pl.Float64},
-    "comparisons": {"prompt": pl.UInt64, "a": pl.UInt64, "b": pl.UInt64, "winner": pl.UInt64,
-                    "verifier": pl.String, "method": pl.String, "bracket": pl.Int32,
-                    "bracket_round": pl.Int32, "sample_index": pl.Int32,
-                    "parse_status": pl.String},
-    "weights": {"gen": pl.UInt64, "spec": pl.String, "weight": pl.Float64},
-}
-"""The columns of each projection (a stable interface for the analysis modules)."""
+@cache
+def schemas() -> dict[str, dict[str, pl.DataType | type[pl.DataType]]]:
+    """The columns of each projection (a stable interface for the analysis modules; also
+    ``replay.SCHEMAS``). Polars is imported here, not with the module: a warm analysis call
+    reads the group cache (``gvstore.analysis.groupcache``) and never loads polars."""
+    import polars as pl
+
+    return {
+        "prompts": {"prompt": pl.UInt64, "task": pl.String, "item_id": pl.String,
+                    "split": pl.String, "reference": pl.String},
+        "generations": {"gen": pl.UInt64, "prompt": pl.UInt64, "task": pl.String,
+                        "model": pl.String, "round": pl.Int32, "sample_index": pl.Int32,
+                        "n_tokens": pl.Int32, "finish_reason": pl.String,
+                        "temperature": pl.Float64},
+        "grades": {"gen": pl.UInt64, "grader": pl.String, "grader_version": pl.String,
+                   "strict": pl.Float64, "flexible": pl.Float64, "extracted": pl.String},
+        "verifications": {"gen": pl.UInt64, "verifier": pl.String, "method": pl.String,
+                          "template": pl.String, "sample_index": pl.Int32, "score": pl.Float64,
+                          "parse_status": pl.String, "p_correct": pl.Float64,
+                          "p_incorrect": pl.Float64},
+        "comparisons": {"prompt": pl.UInt64, "a": pl.UInt64, "b": pl.UInt64, "winner": pl.UInt64,
+                        "verifier": pl.String, "method": pl.String, "bracket": pl.Int32,
+                        "bracket_round": pl.Int32, "sample_index": pl.Int32,
+                        "parse_status": pl.String},
+        "weights": {"gen": pl.UInt64, "spec": pl.String, "weight": pl.Float64},
+    }
 
 
-# Every field any projection reads, across kinds; the NDJSON reader skips all other fields
-# (texts, raw outputs) without building them. Absent fields read as null.
-_LINE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
-    "kind": pl.String, "id": pl.String,
-    # prompt
-    "item_id": pl.String, "split": pl.String, "reference": pl.String,
-    # generation
-    "prompt_id": pl.String, "task": pl.String, "model": pl.String, "round": pl.Int32,
-    "sample_index": pl.Int32, "n_tokens": pl.Int32, "finish_reason": pl.String,
-    "sampling": pl.Struct({"temperature": pl.Float64}),
-    # grade, verification, weight
-    "generation_id": pl.String, "grader": pl.String, "grader_version": pl.String,
-    "strict": pl.Float64, "flexible": pl.Float64, "extracted": pl.String,
-    "verifier": pl.String, "method": pl.String,
-    "template": pl.String, "score": pl.Float64, "parse_status": pl.String,
-    "p_correct": pl.Float64, "p_incorrect": pl.Float64, "spec": pl.String,
-    "weight": pl.Float64,
-    # comparison
-    "generation_a": pl.String, "generation_b": pl.String, "winner": pl.String,
-    "bracket": pl.Int32, "bracket_round": pl.Int32,
-}
+def __getattr__(name: str) -> Any:
+    if name == "SCHEMAS":
+        return schemas()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@cache
+def _line_schema() -> dict[str, pl.DataType | type[pl.DataType]]:
+    """Every field any projection reads, across kinds; the NDJSON reader skips all other
+    fields (texts, raw outputs) without building them. Absent fields read as null."""
+    import polars as pl
+
+    return {
+        "kind": pl.String, "id": pl.String,
+        # prompt
+        "item_id": pl.String, "split": pl.String, "reference": pl.String,
+        # generation
+        "prompt_id": pl.String, "task": pl.String, "model": pl.String, "round": pl.Int32,
+        "sample_index": pl.Int32, "n_tokens": pl.Int32, "finish_reason": pl.String,
+        "sampling": pl.Struct({"temperature": pl.Float64}),
+        # grade, verification, weight
+        "generation_id": pl.String, "grader": pl.String, "grader_version": pl.String,
+        "strict": pl.Float64, "flexible": pl.Float64, "extracted": pl.String,
+        "verifier": pl.String, "method": pl.String,
+        "template": pl.String, "score": pl.Float64, "parse_status": pl.String,
+        "p_correct": pl.Float64, "p_incorrect": pl.Float64, "spec": pl.String,
+        "weight": pl.Float64,
+        # comparison
+        "generation_a": pl.String, "generation_b": pl.String, "winner": pl.String,
+        "bracket": pl.Int32, "bracket_round": pl.Int32,
+    }
 
 
 def _h(col: str) -> pl.Expr:
     """The UInt64 handle of an id column (null stays null)."""
+    import polars as pl
+
     return pl.col(col).str.slice(7, 16).str.to_integer(base=16, dtype=pl.UInt64)
 
 
 def _defaults(df: pl.DataFrame, values: dict[str, object]) -> pl.DataFrame:
     """Fill nulls that mean "field left at its default" in the stored line."""
+    import polars as pl
+
     return df.with_columns(
         pl.col(c).fill_null(pl.lit(v, dtype=df.schema[c])) for c, v in values.items()
     )
 
 
 def _split(lines: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    import polars as pl
+
     by_kind = {k: lines.filter(pl.col("kind") == k) for k in
                ("prompt", "generation", "grade", "verification", "comparison", "weight")}
     frames = {
@@ -123,16 +148,19 @@ def _split(lines: pl.DataFrame) -> dict[str, pl.DataFrame]:
         "weights": by_kind["weight"].select(
             _h("generation_id").alias("gen"), "spec", "weight"),
     }
-    return {name: frames[name].cast(SCHEMAS[name]) for name in SCHEMAS}  # type: ignore[arg-type]
+    return {name: frames[name].cast(schemas()[name])  # type: ignore[arg-type]
+            for name in FRAMES}
 
 
 def _build(
     store: Store, skip_damaged: bool, on_skip: Callable[[DamagedSegment], None] | None
 ) -> dict[str, pl.DataFrame]:
+    import polars as pl
+
     parts: list[pl.DataFrame] = []
     for path, data in store.checked_segments(skip_damaged, on_skip, journals=False):
         try:
-            parts.append(pl.read_ndjson(io.BytesIO(data), schema=_LINE_SCHEMA))
+            parts.append(pl.read_ndjson(io.BytesIO(data), schema=_line_schema()))
         except (pl.exceptions.PolarsError, ValueError) as exc:
             err = DamagedSegment(path, f"bad record: {exc}")
             if not skip_damaged:
@@ -142,7 +170,7 @@ def _build(
     if parts:
         lines = pl.concat(parts).unique(subset="id", keep="first", maintain_order=True)
     else:
-        lines = pl.DataFrame(schema=_LINE_SCHEMA)
+        lines = pl.DataFrame(schema=_line_schema())
     frames = _split(lines)
     for name, col in (("prompts", "prompt"), ("generations", "gen")):
         if frames[name][col].n_unique() != frames[name].height:
@@ -183,11 +211,24 @@ class Projections:
             h.update(name.encode() + b"\n")
         return h.hexdigest()[:32]
 
+    def warm_key(self) -> str | None:
+        """The key of the cached frames (and of the group caches built from them) if caches
+        may be used now, else None: caching is on, the journals check out (a journalled
+        segment that is missing is an error, as for ``load``) and no damaged segment is
+        skipped. Reads no frame and imports no polars."""
+        if not self.cache:
+            return None
+        skipped: list[DamagedSegment] = []
+        self.store.check_journals(self.skip_damaged, skipped.append)
+        return None if skipped else self.cache_key()
+
     def _cache_dir(self) -> Path:
         return projcache.store_cache_dir(self.store.root)
 
     def _read_cached(self, folder: Path, key: str) -> dict[str, pl.DataFrame] | None:
         """The frames of a cached set whose every file matches its manifest, else None."""
+        import polars as pl
+
         files = projcache.read_manifest(projcache.manifest_path(folder, key))
         if files is None:
             return None
@@ -259,7 +300,7 @@ class Projections:
         return frames
 
     def frame(self, name: str) -> pl.DataFrame:
-        if name not in SCHEMAS:
+        if name not in FRAMES:
             raise GvstoreError(f"unknown projection {name!r}; choose from {', '.join(FRAMES)}")
         return self.load()[name]
 

@@ -1,7 +1,9 @@
 """Array helpers of the analysis frames: finding handles among handles, the canonical row
-order, and per-row means of repeated scores (numpy only)."""
+order, per-row means of repeated scores and the per-prompt sort order (numpy only)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -57,3 +59,59 @@ def mean_scores(
     count = np.bincount(rows[ok], minlength=n_rows)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+
+
+def prompt_order(starts: np.ndarray, pidx: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The row order that sorts ``s`` ascending within each prompt (rows in prompt order,
+    ``starts`` the first row of each prompt), NaN last, ties in row order (stable)."""
+    sizes = np.diff(starts)
+    if sizes.size and (sizes == sizes[0]).all():
+        # Every prompt has n samples: sort the (P, n) matrix row by row (NaN sort last).
+        o = np.argsort(s.reshape(sizes.size, int(sizes[0])), axis=1, kind="stable")
+        return (o + starts[:-1, None]).ravel()
+    return np.lexsort((np.where(np.isnan(s), np.inf, s), pidx))
+
+
+class PromptSort:
+    """The per-prompt ascending order of one score array ``s``: ``order`` (``prompt_order``),
+    ``sorted`` (``s[order]``) and ``count`` (per prompt, its non-null scores: the first
+    ``count`` of its sorted rows, NaN sorting last). Each is computed on first use, unless
+    ``given`` has it (the group cache saves them; a warm call does not sort)."""
+
+    def __init__(self, starts: np.ndarray, pidx: np.ndarray, s: np.ndarray,
+                 given: Mapping[str, np.ndarray] | None = None) -> None:
+        self.starts, self.pidx, self.s = starts, pidx, s
+        self.given = given if given is not None else {}
+        self._got: dict[str, np.ndarray] = {}
+
+    def _get(self, name: str) -> np.ndarray | None:
+        if name not in self._got and name in self.given:
+            self._got[name] = self.given[name]
+        return self._got.get(name)
+
+    @property
+    def order(self) -> np.ndarray:
+        got = self._get("order")
+        if got is None:
+            got = self._got["order"] = prompt_order(self.starts, self.pidx, self.s)
+        return got
+
+    @property
+    def sorted(self) -> np.ndarray:
+        got = self._get("sorted")
+        if got is None:
+            got = self._got["sorted"] = self.s[self.order]
+        return got
+
+    @property
+    def count(self) -> np.ndarray:
+        got = self._get("count")
+        if got is None:
+            got = self._got["count"] = np.bincount(
+                self.pidx, ~np.isnan(self.sorted), minlength=self.starts.size - 1
+            ).astype(np.int64)
+        return got
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """All three (computed now if need be): what the group cache saves."""
+        return {"order": self.order, "sorted": self.sorted, "count": self.count}

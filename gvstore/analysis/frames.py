@@ -15,103 +15,59 @@
   them) are both generations of that group: matches are joined to a group by generation,
   never by prompt, so groups that share prompts (two generators, two rounds) never read each
   other's matches. A match whose sides are not both in one group belongs to none.
+
+The arrays are built from the projections once per store view and then kept in the group
+cache (``gvstore.analysis.groupcache``): a warm ``Dataset`` maps them from disk and reads no
+Parquet and no polars (the frames above are still built from the projections, on demand).
+The cold builders live in ``gvstore.analysis.frames_build``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
-from gvstore.analysis.arrays import canonical_order, lookup, mean_scores
+from gvstore.analysis.arrays import PromptSort, lookup
+from gvstore.analysis.filters import Filters
+from gvstore.analysis.frames_build import (
+    SliceKey,
+    Slices,
+    build_slices,
+    comparison_frame,
+    comps_from_arrays,
+    comps_to_arrays,
+    empty_comparisons,
+    method_scores,
+    newest_grades,
+    score_frame,
+    split_comparisons,
+    version_key,
+)
+from gvstore.analysis.groupcache import (
+    SLICE_FIELDS,
+    Arrays,
+    GroupCache,
+    MethodArrays,
+    method_part,
+    read_entries,
+    read_method,
+    read_slices,
+    use_for_counts,
+)
 from gvstore.errors import GvstoreError
-from gvstore.replay import Projections
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from gvstore.replay import Projections
+
+__all__ = ["UTILITIES", "Dataset", "Filters", "Group", "base_frame", "comparison_frame",
+           "newest_grades", "score_frame", "version_key"]
 
 UTILITIES = ("strict", "flexible")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Filters:
-    """Which records an analysis looks at; an empty tuple means all. The one filter set of
-    every analysis (gap, sweep, cross, export, weights, pass@k, corr, variance, rounds)."""
-
-    tasks: tuple[str, ...] = ()
-    generators: tuple[str, ...] = ()
-    verifiers: tuple[str, ...] = ()
-    methods: tuple[str, ...] = ()
-    rounds: tuple[int, ...] = ()
-    prompts: tuple[int, ...] = ()
-    """Prompt handles (``replay.handle`` of the prompt record ids)."""
-
-    @property
-    def restricts_generations(self) -> bool:
-        """Whether a task, generator, round or prompt filter is set."""
-        return bool(self.tasks or self.generators or self.rounds or self.prompts)
-
-    def generations(self, gens: pl.DataFrame) -> pl.DataFrame:
-        """The rows of a ``generations`` frame that pass the task, generator, round and
-        prompt filters."""
-        if self.tasks:
-            gens = gens.filter(pl.col("task").is_in(self.tasks))
-        if self.generators:
-            gens = gens.filter(pl.col("model").is_in(self.generators))
-        if self.rounds:
-            gens = gens.filter(pl.col("round").is_in(self.rounds))
-        if self.prompts:
-            gens = gens.filter(pl.col("prompt").is_in(pl.Series(self.prompts, dtype=pl.UInt64)))
-        return gens
-
-    def verifier_rows(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """The rows of a ``verifications`` or ``comparisons`` frame that pass the verifier and
-        method filters (the generation filters are the caller's join)."""
-        if self.verifiers:
-            frame = frame.filter(pl.col("verifier").is_in(self.verifiers))
-        if self.methods:
-            frame = frame.filter(pl.col("method").is_in(self.methods))
-        return frame
-
-    def verifications(self, vers: pl.DataFrame, gens: pl.DataFrame) -> pl.DataFrame:
-        """The rows of a ``verifications`` frame that pass every filter (via their generation
-        in ``gens``, the ``generations`` frame)."""
-        vers = self.verifier_rows(vers)
-        if self.restricts_generations:
-            vers = vers.join(self.generations(gens).select("gen"), on="gen", how="semi")
-        return vers
-
-
-def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Natural order of version strings: ``"2" < "10"``, ``"1.2" < "1.10"``."""
-    return tuple((0, int(p)) if p.isdigit() else (1, p)
-                 for p in re.findall(r"\d+|[^\d.]+", version))
-
-
-def newest_grades(grades: pl.DataFrame, grader: str | None = None) -> pl.DataFrame:
-    """One grade per generation: the newest version of its grader (see the module doc)."""
-    if grader is not None:
-        grades = grades.filter(pl.col("grader") == grader)
-    if grades.height == 0:
-        return grades
-    versions = grades["grader_version"].unique().to_list()
-    if len(versions) > 1:
-        rank = {v: i for i, v in enumerate(sorted(versions, key=version_key))}
-        grades = (
-            grades.with_columns(
-                _rank=pl.col("grader_version").replace_strict(rank, return_dtype=pl.Int64)
-            )
-            .sort("gen", "grader", "_rank")
-            .unique(subset=["gen", "grader"], keep="last")
-            .drop("_rank")
-        )
-    graders = grades["grader"].unique()
-    if graders.len() > 1 and grades["gen"].n_unique() != grades.height:
-        raise GvstoreError(
-            f"generations are graded by several graders ({', '.join(sorted(graders))}); "
-            "name one with --grader"
-        )
-    return grades
 
 
 def base_frame(
@@ -130,39 +86,6 @@ def base_frame(
     return Dataset(proj, utility=utility, filters=filters, grader=grader).base_frame()
 
 
-def score_frame(
-    proj: Projections, method: str, *, filters: Filters | None = None
-) -> pl.DataFrame:
-    """Per (generation, verifier) of one method: ``gen, verifier, score, repeats, nulls``.
-
-    ``score`` is the mean of the non-null repeat scores (null if all are null). Task, generator
-    and round filters are applied by the caller's join with the base frame.
-    """
-    filters = filters or Filters()
-    vers = filters.verifier_rows(proj.verifications.filter(pl.col("method") == method))
-    return vers.group_by("gen", "verifier").agg(
-        score=pl.col("score").mean(),
-        repeats=pl.len().cast(pl.Int64),
-        nulls=pl.col("score").null_count().cast(pl.Int64),
-    )
-
-
-def comparison_frame(proj: Projections, *, filters: Filters | None = None) -> pl.DataFrame:
-    """The tournament matches (``method == "tournament"``) of the first tournament
-    (``sample_index == 0``), with the loser of each: where ``winner`` is null (the verdict did
-    not parse) side A advances, so B is the loser."""
-    filters = filters or Filters()
-    comps = filters.verifier_rows(proj.comparisons).filter(
-        (pl.col("method") == "tournament") & (pl.col("sample_index") == 0)
-    )
-    return comps.select(
-        "prompt", "a", "b", "winner", "verifier", "bracket", "bracket_round",
-        loser=pl.when(pl.col("winner") == pl.col("a")).then(pl.col("b"))
-        .when(pl.col("winner") == pl.col("b")).then(pl.col("a"))
-        .otherwise(pl.col("b")),
-    )
-
-
 @dataclass
 class Group:
     """The arrays of one (task, generator, round, verifier), rows sorted by (prompt, sample).
@@ -170,6 +93,8 @@ class Group:
     ``pidx[i]`` is row i's prompt number (0..P-1), ``starts`` the first row of each prompt
     (length P + 1), ``utility`` NaN where ungraded, ``scores[method]`` NaN where the score is
     null or the generation has no verification of that method by this verifier.
+    ``sorts[method]``: the per-prompt sort of ``scores[method]`` (``arrays.PromptSort``), from
+    the group cache or computed on first use.
     """
 
     task: str
@@ -186,6 +111,7 @@ class Group:
     gen_order: np.ndarray
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     comparisons: pl.DataFrame | None = None
+    sorts: dict[str, PromptSort] = field(default_factory=dict, repr=False)
 
     @property
     def n_prompts(self) -> int:
@@ -199,32 +125,49 @@ class Group:
         """Rows of ``gens`` (handles) in this group: (index into ``gens``, row here)."""
         return lookup(self.gen, gens, self.gen_order)
 
+    def prompt_sort(self, s: np.ndarray) -> PromptSort:
+        """The per-prompt sort of ``s`` (``arrays.PromptSort``), kept in ``sorts`` if ``s`` is
+        one of the group's own score arrays (the same object)."""
+        for m, arr in self.scores.items():
+            if arr is s:
+                if m not in self.sorts:
+                    self.sorts[m] = PromptSort(self.starts, self.pidx, s)
+                return self.sorts[m]
+        return PromptSort(self.starts, self.pidx, s)
 
-def _slice_arrays(
-    part: pl.DataFrame, grades: pl.DataFrame | None, utility: str | None
-) -> dict[str, np.ndarray]:
-    order = canonical_order(part["prompt"].to_numpy(), part["sample_index"].to_numpy(),
-                            part["gen"].to_numpy())
-    gen = part["gen"].to_numpy()[order]
-    prompt = part["prompt"].to_numpy()[order]
-    u = np.full(gen.size, np.nan)
-    gen_order = np.argsort(gen)
-    if grades is not None and utility is not None and grades.height:
-        src, rows = lookup(gen, grades["gen"].to_numpy(), gen_order)
-        u[rows] = grades[utility].to_numpy()[src]
-    new = np.ones(prompt.size, dtype=bool)
-    new[1:] = prompt[1:] != prompt[:-1]
-    return {
-        "gen": gen, "prompt": prompt,
-        "sample_index": part["sample_index"].to_numpy()[order],
-        "utility": u, "pidx": (np.cumsum(new) - 1).astype(np.int64),
-        "prompts": prompt[new], "starts": np.append(np.flatnonzero(new), prompt.size),
-        "gen_order": gen_order,
-    }
+
+class _MappedGroup(Group):
+    """A ``Group`` whose arrays are read from the group cache when first used (a gap never
+    reads ``gen``, ``prompt``, ``sample_index`` or ``gen_order``, so they are never mapped or
+    checked); otherwise exactly a ``Group``."""
+
+    def __getattr__(self, name: str) -> Any:  # only for attributes not yet set
+        lazy = self.__dict__.get("_arrays")
+        if lazy is None or name not in SLICE_FIELDS:
+            raise AttributeError(name)
+        value = self.__dict__[name] = lazy[name]
+        return value
+
+
+def make_group(task: str, model: str, rnd: int, verifier: str, arrays: Arrays) -> Group:
+    """A group of one slice's arrays (mapped lazily if they come from the group cache)."""
+    if isinstance(arrays, dict):
+        return Group(
+            task, model, rnd, verifier, gen=arrays["gen"], prompt=arrays["prompt"],
+            sample_index=arrays["sample_index"], utility=arrays["utility"],
+            pidx=arrays["pidx"], prompts=arrays["prompts"], starts=arrays["starts"],
+            gen_order=arrays["gen_order"])
+    g = _MappedGroup.__new__(_MappedGroup)
+    g.__dict__.update(task=task, generator=model, round=rnd, verifier=verifier, scores={},
+                      comparisons=None, sorts={}, _arrays=arrays)
+    return g
 
 
 class Dataset:
-    """Lazily built frames of one store view: base frame, scores, comparisons, groups."""
+    """Lazily built frames of one store view: base frame, scores, comparisons, groups.
+
+    ``cache=False`` never reads or writes the group cache (everything from the projections).
+    """
 
     def __init__(
         self,
@@ -233,43 +176,59 @@ class Dataset:
         utility: str | None = "strict",
         filters: Filters | None = None,
         grader: str | None = None,
+        cache: bool = True,
     ) -> None:
         self.proj = proj
         self.utility = utility
         self.filters = filters or Filters()
         self.grader = grader
-        self._slices: list[tuple[tuple[str, str, int], dict[str, np.ndarray]]] | None = None
+        self.cache = cache
+        self._gcache: GroupCache | None = None
+        self._gcache_opened = False
+        self._slices: Slices | None = None
         self._vers: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
         self._comps: pl.DataFrame | None = None
-        self._slice_comps: dict[tuple[str, str, int], pl.DataFrame] | None = None
+        self._slice_comps: dict[SliceKey, pl.DataFrame] | None = None
         self._groups: dict[tuple[str, str, int, str], Group] = {}
-        self._found: dict[tuple[str, str, int, str], dict[str, np.ndarray]] = {}
+        self._methods: dict[str, MethodArrays] = {}
+        self._tournament: list[dict[str, pl.DataFrame]] | None = None
 
-    def slices(self) -> list[tuple[tuple[str, str, int], dict[str, np.ndarray]]]:
+    def group_cache(self) -> GroupCache | None:
+        """The group cache of this view (None: caching off or not usable now)."""
+        if not self._gcache_opened:
+            self._gcache_opened = True
+            if self.cache:
+                self._gcache = GroupCache.open(self.proj, utility=self.utility,
+                                               grader=self.grader, filters=self.filters)
+                use_for_counts(self._gcache)
+        return self._gcache
+
+    def slices(self) -> Slices:
         """The base frame's (task, generator, round) parts as arrays, in sorted key order."""
         if self._slices is None:
             if self.utility is not None and self.utility not in UTILITIES:
                 raise GvstoreError(
                     f"unknown utility {self.utility!r}; choose from {', '.join(UTILITIES)}")
-            gens = self.filters.generations(self.proj.generations).select(
-                "gen", "prompt", "task", "model", "round", "sample_index")
-            grades = None
-            if self.utility is not None:
-                grades = self.proj.grades
-                if self.filters.restricts_generations:  # only these generations' graders
-                    grades = grades.join(gens.select("gen"), on="gen", how="semi")
-                grades = newest_grades(grades, self.grader)
-            parts = gens.partition_by("task", "model", "round", as_dict=True,
-                                      maintain_order=True)
-            self._slices = sorted(
-                ((str(k[0]), str(k[1]), int(k[2])),
-                 _slice_arrays(v, grades, self.utility))
-                for k, v in parts.items()
-            )
+            gc = self.group_cache()
+            got = read_slices(gc) if gc is not None else None
+            if got is not None:
+                self._slices, lazy = got
+                lazy.rebuild = lambda: self._build_slices(gc)[1]
+            else:
+                self._slices = self._build_slices(gc)[0]
         return self._slices
+
+    def _build_slices(self, gc: GroupCache | None) -> tuple[Slices, dict[str, np.ndarray]]:
+        got = build_slices(self.proj, self.utility, self.filters, self.grader)
+        flat = {f"{i}.{f}": a[f] for i, (_, a) in enumerate(got) for f in SLICE_FIELDS}
+        if gc is not None:
+            gc.write("", {"slices": [list(k) for k, _ in got]}, flat)
+        return got, flat
 
     def base_frame(self) -> pl.DataFrame:
         """The ``base_frame`` of this dataset (its slices, cached, as one frame)."""
+        import polars as pl
+
         parts = [
             pl.DataFrame({
                 "gen": a["gen"], "prompt": a["prompt"], "task": task, "model": model,
@@ -288,6 +247,8 @@ class Dataset:
     def verifications(self, method: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per verifier: (generation handles, scores with NaN for null) of one method."""
         if method not in self._vers:
+            import polars as pl
+
             vers = self.filters.verifier_rows(
                 self.proj.verifications.filter(pl.col("method") == method)
             ).select("gen", "verifier", "score")
@@ -304,70 +265,103 @@ class Dataset:
             self._comps = comparison_frame(self.proj, filters=self.filters)
         return self._comps
 
-    def slice_comparisons(self, key: tuple[str, str, int]) -> pl.DataFrame:
+    def slice_comparisons(self, key: SliceKey) -> pl.DataFrame:
         """The matches of one (task, generator, round) slice: those whose generations ``a``
         and ``b`` both belong to it (empty if none)."""
         if self._slice_comps is None:
-            slices = self.slices()
-            comps = self.comparisons
-            owner = np.full(comps.height, -1, dtype=np.int64)
-            if slices and comps.height:
-                gens = np.concatenate([a["gen"] for _, a in slices])
-                which = np.repeat(np.arange(len(slices)), [a["gen"].size for _, a in slices])
-                order = np.argsort(gens, kind="stable")
-                side = []
-                for col in ("a", "b"):
-                    s = np.full(comps.height, -1, dtype=np.int64)
-                    src, rows = lookup(gens, comps[col].to_numpy(), order)
-                    s[src] = which[rows]
-                    side.append(s)
-                owner = np.where(side[0] == side[1], side[0], -1)
-            parts = comps.with_columns(_slice=pl.Series(owner)).partition_by(
-                "_slice", as_dict=True, maintain_order=True)
-            self._slice_comps = {
-                slices[int(i)][0]: part.drop("_slice")
-                for (i,), part in parts.items() if int(i) >= 0
-            }
+            self._slice_comps = split_comparisons(self.comparisons, self.slices())
         return self._slice_comps.get(key, self.comparisons.clear())
+
+    def method_arrays(self, method: str) -> MethodArrays:
+        """Per slice: verifier -> (mean scores, their saved sorts) of one method, for the
+        verifiers that verified any of the slice's generations (group cache, else built)."""
+        if method not in self._methods:
+            gc = self.group_cache()
+            n = len(self.slices())
+            got = read_method(gc, method, n) if gc is not None else None
+            if got is not None:
+                self._methods[method], lazy = got
+                lazy.rebuild = lambda: self._build_method(method, gc)[1]
+            else:
+                self._methods[method] = self._build_method(method, gc)[0]
+        return self._methods[method]
+
+    def _build_method(
+        self, method: str, gc: GroupCache | None
+    ) -> tuple[MethodArrays, dict[str, np.ndarray]]:
+        slices = self.slices()
+        per = method_scores(slices, self.verifications(method))
+        got: MethodArrays = [{v: (s, None) for v, s in sorted(d.items())} for d in per]
+        flat: dict[str, np.ndarray] = {}
+        if gc is not None:  # the per-prompt sorts are saved with the scores
+            got = [{v: (s, PromptSort(a["starts"], a["pidx"], s).arrays())
+                    for v, (s, _) in d.items()} for d, (_, a) in zip(got, slices, strict=True)]
+            entries = [[i, v] for i, d in enumerate(got) for v in d]
+            for k, (s, sort) in enumerate(pair for d in got for pair in d.values()):
+                flat[f"{k}.score"] = s
+                flat.update({f"{k}.{name}": arr for name, arr in (sort or {}).items()})
+            gc.write(method_part(method), {"method": method, "entries": entries}, flat)
+        return got, flat
+
+    def tournament_frames(self) -> list[dict[str, pl.DataFrame]]:
+        """Per slice: verifier -> its tournament matches (group cache, else built)."""
+        if self._tournament is None:
+            gc = self.group_cache()
+            n = len(self.slices())
+            got = read_entries(gc, "t", n) if gc is not None else None
+            if got is not None:
+                per: list[dict[str, pl.DataFrame]] = [{} for _ in range(n)]
+                got[1].rebuild = lambda: self._build_tournament(gc)[1]  # if a file is damaged
+                for i, ver, cols in got[0]:
+                    per[i][ver] = comps_from_arrays(cols, ver)
+                self._tournament = per
+            else:
+                self._tournament = self._build_tournament(gc)[0]
+        return self._tournament
+
+    def _build_tournament(
+        self, gc: GroupCache | None
+    ) -> tuple[list[dict[str, pl.DataFrame]], dict[str, np.ndarray]]:
+        slices = self.slices()
+        per: list[dict[str, pl.DataFrame]] = [{} for _ in slices]
+        for i, (key, _) in enumerate(slices):
+            c = self.slice_comparisons(key)
+            for (ver,), part in sorted(c.partition_by("verifier", as_dict=True).items()):
+                per[i][str(ver)] = part
+        frames = [f for d in per for f in d.values()]
+        flat = {f"{k}.{c}": a for k, f in enumerate(frames)
+                for c, a in comps_to_arrays(f).items()}
+        if gc is not None:
+            gc.write("t", {"entries": [[i, v] for i, d in enumerate(per) for v in d]}, flat)
+        return per, flat
 
     def groups(self, methods: Sequence[str]) -> list[Group]:
         """One group per (task, generator, round) and verifier that verified any of its
         generations with any of ``methods``; each group carries those methods' scores."""
         out: list[Group] = []
-        for (task, model, rnd), arrays in self.slices():
-            found: dict[str, dict[str, np.ndarray]] = {}
+        for i, ((task, model, rnd), arrays) in enumerate(self.slices()):
+            found: dict[str, dict[str, tuple[np.ndarray, Arrays | None]]] = {}
             comps: dict[str, pl.DataFrame] = {}
             for m in methods:
                 if m == "tournament":
-                    c = self.slice_comparisons((task, model, rnd))
-                    for (ver,), part in c.partition_by("verifier", as_dict=True).items():
-                        comps[str(ver)] = part
+                    comps = self.tournament_frames()[i]
                     continue
-                cache_key = (task, model, rnd, m)
-                if cache_key not in self._found:
-                    per: dict[str, np.ndarray] = {}
-                    for ver, (gens, score) in self.verifications(m).items():
-                        src, rows = lookup(arrays["gen"], gens, arrays["gen_order"])
-                        if rows.size:
-                            per[ver] = mean_scores(arrays["gen"].size, rows, score[src])
-                    self._found[cache_key] = per
-                for ver, arr in self._found[cache_key].items():
-                    found.setdefault(ver, {})[m] = arr
+                for ver, pair in self.method_arrays(m)[i].items():
+                    found.setdefault(ver, {})[m] = pair
             for ver in sorted(set(found) | set(comps)):
                 key = (task, model, rnd, ver)
                 g = self._groups.get(key)
                 if g is None:
-                    g = self._groups[key] = Group(
-                        task, model, rnd, ver, gen=arrays["gen"], prompt=arrays["prompt"],
-                        sample_index=arrays["sample_index"], utility=arrays["utility"],
-                        pidx=arrays["pidx"], prompts=arrays["prompts"],
-                        starts=arrays["starts"], gen_order=arrays["gen_order"])
+                    g = self._groups[key] = make_group(task, model, rnd, ver, arrays)
                 for m in methods:
                     if m == "tournament":
                         if g.comparisons is None:
-                            g.comparisons = comps.get(ver, self.comparisons.clear())
+                            g.comparisons = comps.get(ver, empty_comparisons())
                     elif m not in g.scores:
-                        g.scores[m] = found.get(ver, {}).get(
-                            m, np.full(g.gen.size, np.nan))
+                        s, sort = found.get(ver, {}).get(m, (None, None))
+                        g.scores[m] = np.full(g.pidx.size, np.nan) if s is None else s
+                        if sort is not None:
+                            g.sorts[m] = PromptSort(g.starts, g.pidx, g.scores[m], sort)
                 out.append(g)
         return out
+

@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from gvstore.analysis import DEFAULT_LEVEL, DEFAULT_RESAMPLES, verdicts
+from gvstore.analysis import DEFAULT_LEVEL, DEFAULT_RESAMPLES, groupcache, verdicts
 from gvstore.analysis.frames import Dataset, Group
 from gvstore.analysis.specs import Spec, methods_of
 from gvstore.analysis.weights import Weigher
@@ -93,13 +93,17 @@ def draw_counts(n_prompts: int, resamples: int, seed: int) -> np.ndarray:
     """How often each of P prompts is drawn in each resample: a (resamples x P) float matrix.
 
     ``default_rng(seed).integers(0, P, size=(resamples, P))`` gives the draws; the same
-    arguments give the same matrix (it is cached, read-only).
+    arguments give the same matrix (it is cached, read-only, in memory and, for large ones,
+    in the group cache of the store last opened: ``groupcache.load_counts``).
     """
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n_prompts, size=(resamples, n_prompts))
-    counts = np.empty((resamples, n_prompts))
-    for b in range(resamples):
-        counts[b] = np.bincount(idx[b], minlength=n_prompts)
+    counts = groupcache.load_counts(n_prompts, resamples, seed)
+    if counts is None:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, n_prompts, size=(resamples, n_prompts))
+        idx += (np.arange(resamples, dtype=np.int64) * n_prompts)[:, None]  # row b: b*P + i
+        counts = np.bincount(idx.ravel(), minlength=resamples * n_prompts).reshape(
+            resamples, n_prompts).astype(np.float64)
+        groupcache.save_counts(n_prompts, resamples, seed, counts)
     counts.setflags(write=False)
     return counts
 

@@ -26,14 +26,18 @@ over the whole group; per-prompt work uses sorted segments, never a Python loop 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import polars as pl
 
 from gvstore.analysis.arrays import lookup
 from gvstore.analysis.frames import Group
 from gvstore.analysis.learned import fit_key, learned_scores
 from gvstore.analysis.specs import Combine, Leaf, Learned, Mean, Rule, Spec
 from gvstore.errors import GvstoreError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 EPS_RANK = 1e-9
 
@@ -42,18 +46,23 @@ class Sorted:
     """Per-prompt ascending order of one score array (nulls last), for quantiles and ranks."""
 
     def __init__(self, group: Group, s: np.ndarray) -> None:
-        starts = group.starts
-        sizes = np.diff(starts)
-        null = np.isnan(s)
-        if sizes.size and (sizes == sizes[0]).all():
-            # Every prompt has n samples: sort the (P, n) matrix row by row (NaN sort last).
-            o = np.argsort(s.reshape(sizes.size, int(sizes[0])), axis=1, kind="stable")
-            self.order = (o + starts[:-1, None]).ravel()
-        else:
-            self.order = np.lexsort((np.where(null, np.inf, s), group.pidx))
-        self.sorted = s[self.order]
-        self.count = np.bincount(group.pidx[~null], minlength=group.n_prompts)
+        # ``arrays.PromptSort``: a group's own score arrays keep theirs (the group cache saves
+        # them), so a warm call does not sort.
+        self._sort = group.prompt_sort(s)
         self.group = group
+
+    @property
+    def order(self) -> np.ndarray:
+        return self._sort.order
+
+    @property
+    def sorted(self) -> np.ndarray:
+        return self._sort.sorted
+
+    @property
+    def count(self) -> np.ndarray:
+        """Per prompt: how many non-null scores."""
+        return self._sort.count
 
     def thresholds(self, q: float) -> np.ndarray:
         """Per prompt: s_(ceil(q (m-1))), NaN where a prompt has no score."""
@@ -90,6 +99,8 @@ class Sorted:
 
 def recorded_rounds(comps: pl.DataFrame | None) -> int:
     """How many bracket rounds the comparisons record (0 if none)."""
+    import polars as pl
+
     if comps is None or comps.height == 0:
         return 0
     return int(comps["bracket_round"].cast(pl.Int64).max()) + 1  # type: ignore[arg-type]
@@ -166,6 +177,8 @@ class Weigher:
         return keep.astype(np.float64)
 
     def tournament(self, rule: Rule, keep_nulls: bool) -> np.ndarray:
+        import polars as pl
+
         g = self.group
         comps = g.comparisons
         if comps is None or rule.value is None:
