@@ -204,6 +204,9 @@ class Projections:
         self._frames: dict[str, pl.DataFrame] | None = None
         self.rebuilt = False
         self.cache_dir: Path | None = None
+        self.loaded_key: str | None = None
+        """After ``load``: the key of the segments the frames are of (None if a damaged
+        segment was skipped); a group cache is saved only under this key."""
 
     def cache_key(self) -> str:
         h = hashlib.sha256(f"projection v{PROJECTION_VERSION}\n".encode())
@@ -278,6 +281,7 @@ class Projections:
 
         self.store.check_journals(self.skip_damaged, note)  # a deleted segment: an error
         key = self.cache_key()
+        self.loaded_key = None if skipped else key
         dirs = projcache.cache_dirs(self.store.root)
         if self.cache and not skipped:
             for folder in dirs:

@@ -111,6 +111,9 @@ class LazyArrays(Mapping[str, np.ndarray]):
             self._got[name] = got
         return got
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._files  # without reading the file
+
     def checked(self, name: str) -> np.ndarray | None:
         """One array if its file passes its check, else None (no rebuild)."""
         return _load_checked(*self._files[name])
@@ -133,6 +136,9 @@ class Prefixed(Mapping[str, np.ndarray]):
             raise KeyError(name)
         return self._arrays[f"{self._prefix}.{name}"]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
 
@@ -143,8 +149,10 @@ class Prefixed(Mapping[str, np.ndarray]):
 class GroupCache:
     """The cached sets of one store view (see the module doc)."""
 
-    def __init__(self, root: Path, name: str) -> None:
+    def __init__(self, root: Path, name: str, proj: Projections | None = None,
+                 key: str | None = None) -> None:
         self.root = root
+        self.proj, self.key = proj, key
         self.dirs = projcache.cache_dirs(root)
         self.name = name
         self.folder: Path | None = None  # where the last set was read or written
@@ -161,7 +169,7 @@ class GroupCache:
         view = hashlib.sha256(
             f"groups v{VERSION}\n{utility!r}\n{grader!r}\n{filters!r}\n".encode()
         ).hexdigest()[:16]
-        return cls(proj.store.root, f"{key}g{view}")
+        return cls(proj.store.root, f"{key}g{view}", proj, key)
 
     def _folders(self) -> list[Path]:
         return ([self.folder] if self.folder else []) + [
@@ -193,12 +201,16 @@ class GroupCache:
                 continue
         return None
 
-    def write(self, part: str, index: dict[str, Any], arrays: Arrays) -> None:
+    def write(self, part: str, index: dict[str, Any], arrays: Arrays, *,
+              of_frames: bool = True) -> None:
         """Save one set (files, then the manifest); nothing is saved if no folder can be
-        written (the caller keeps its arrays in memory)."""
+        written (the caller keeps its arrays in memory), or if ``of_frames`` (the arrays come
+        from the projections) and those were loaded from other segments than the key's."""
         stem = self.name + part
         if not self.root.is_dir():
             return  # the store went away: never recreate its folders
+        if of_frames and self.proj is not None and self.proj.loaded_key != self.key:
+            return  # the frames are of other segments (written since, or one skipped)
         for folder in self._folders():
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -316,4 +328,4 @@ def save_counts(n_prompts: int, resamples: int, seed: int, counts: np.ndarray) -
     top = int(counts.max()) if counts.size else 0
     dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
     _counts_cache.write(_counts_part(n_prompts, resamples, seed), {},
-                        {"counts": counts.astype(dtype)})
+                        {"counts": counts.astype(dtype)}, of_frames=False)

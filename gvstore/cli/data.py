@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gvstore.cli.console import emit, note, print_json
 from gvstore.cli.options import DataPathOpt, JsonOpt
 from gvstore.output import table
-from gvstore.tasks import data
+
+if TYPE_CHECKING:
+    from gvstore.tasks import data
 
 data_app = typer.Typer(help="Find, check and download task data.", no_args_is_help=True)
 
@@ -18,6 +20,8 @@ data_app = typer.Typer(help="Find, check and download task data.", no_args_is_he
 @data_app.command("list")
 def data_list_cmd(path: DataPathOpt = None, as_json: JsonOpt = False) -> None:
     """Every known data file: where it is found and whether its SHA-256 is right."""
+    from gvstore.tasks import data
+
     rows = data.status(path)
     payload = [
         {"dataset": r.name, "file": r.rel, "path": r.path, "ok": r.ok, "problem": r.problem}
@@ -44,6 +48,8 @@ def data_fetch_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Download a dataset from its official source, check its digests, place it atomically."""
+    from gvstore.tasks import data
+
     def fetched(f: data.Fetched) -> None:
         if not as_json:
             note(f"{f.action}: {f.path}")

@@ -8,10 +8,8 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
-from rich.syntax import Syntax
 from rich.text import Text
 
-from gvstore import synth
 from gvstore.cli.console import emit, note, print_json
 from gvstore.cli.options import JsonOpt, QuietOpt, StoreOpt, get_store
 from gvstore.errors import GvstoreError
@@ -136,6 +134,8 @@ def show_cmd(
         return
     text = msgspec.json.format(encoder.encode(rec), indent=2).decode()
     console.print(Text.assemble((kind_of(rec), "bold"), " ", safe_text(rec.id)))
+    from rich.syntax import Syntax  # pygments: only for this command
+
     console.print(Syntax(safe_text(text, multiline=True), "json", word_wrap=True))
 
 
@@ -178,6 +178,8 @@ def synth_cmd(
     conditional on correctness with the chosen discrimination; cot verdicts and tournament
     matches fail to parse at the chosen rate. Same arguments, same records.
     """
+    from gvstore import synth
+
     cfg = synth.SynthConfig(
         prompts=prompts, samples=samples, methods=_methods(methods), seed=seed, alpha=alpha,
         beta=beta, discrimination=discrimination, parse_failure=parse_failure,
