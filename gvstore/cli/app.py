@@ -142,6 +142,9 @@ def _register() -> None:
 
     register_selection(app)  # select, nscale
     app.command("ensembles")(ensembles_cmd)  # learned ensembles on held-out folds
+    from gvstore.cli.compare import register as register_compare
+
+    register_compare(app)  # transfer, compare
 
 
 _register()
