@@ -201,3 +201,27 @@ def test_cli(proj: Projections, tmp_path: Path) -> None:
                 ["--from", "generator=g1,verifier=w"]):
         res = CliRunner().invoke(app, ["transfer", "cot_score:tau", *bad, "--store", root])
         assert res.exit_code == 1, res.output
+
+
+def test_odd_names_cli(tmp_path: Path) -> None:
+    """Names with slashes, markup and mathtext reach tables and plots as plain text."""
+    odd = ["org/m[bold]x[/bold]", "$\\frac{$"]
+    b = StoreBuilder(tmp_path / "s")
+    add(b, A_DATA, model=odd[0])
+    add(b, B_DATA, model=odd[1])
+    root = str(b.write().root)
+    png = tmp_path / "m.png"
+    res = CliRunner().invoke(app, ["transfer", "cot_score:tau", "--matrix", "generator",
+                                   "--resamples", "20", "--plot", str(png), "--json",
+                                   "--store", root])
+    assert res.exit_code == 0, res.output
+    (m,) = json.loads(res.output)["matrices"]
+    assert m["labels"] == sorted(odd) and png.stat().st_size > 0
+    assert [c["loss"] for c in m["cells"]] == pytest.approx([0, 0, 0.1, 0])  # sorted names
+    for args in (["transfer", "cot_score:tau", "--from", f"generator={odd[0]}"],
+                 ["compare", "cot_score:tau=9", "--a", f"generator={odd[0]}", "--b",
+                  f"generator={odd[1]}"]):
+        res = CliRunner().invoke(app, [*args, "--resamples", "20", "--plot", str(png),
+                                       "--store", root])
+        assert res.exit_code == 0, res.output
+        assert "[bold]" in res.output or "m[bold]x" in res.output.replace("\n", "")

@@ -106,7 +106,7 @@ def compare_figure(rows: Sequence[CompareRow], path: Path) -> Path:
     ax.axvline(0.0, color="grey", lw=0.8)
     ax.set_yticks(ys, [f"A {r.a} {r.spec_a}\nB {r.b} {r.spec_b} ({r.shared_prompts} prompts)"
                        for r in rows], fontsize="x-small")
-    ax.invert_yaxis()
+    ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlabel("difference of gap, A - B (error bars: paired bootstrap interval)")
     ax.set_title("paired comparison on shared prompts")
     ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)

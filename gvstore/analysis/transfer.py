@@ -251,7 +251,7 @@ def transfer(
 @dataclass
 class TransferMatrix(AsDict):
     """Every source x target along one dimension, the others fixed (``fixed``, in DIMS order
-    without ``dim``). ``cells`` are the rows, source = ``sources[0]``'s value on ``dim``."""
+    without ``dim``). ``cells``: the rows, source-major in ``labels`` order (``cell``)."""
 
     dim: str
     fixed: dict[str, str]
@@ -260,12 +260,11 @@ class TransferMatrix(AsDict):
 
     def cell(self, source: str, target: str) -> TransferRow | None:
         """The row of one (source value, target value) pair (None: not computed)."""
-        i = DIMS.index(self.dim)
-        for c in self.cells:
-            tkey = (c.task, c.generator, c.round, c.verifier)
-            if str(tkey[i]) == target and c.sources[0].split("/")[i] == source:
-                return c
-        return None
+        if source not in self.labels or target not in self.labels:
+            return None
+        n = len(self.labels)
+        k = self.labels.index(source) * n + self.labels.index(target)  # source-major order
+        return self.cells[k] if k < len(self.cells) else None
 
 
 def transfer_matrix(

@@ -81,6 +81,19 @@ def _matrix_table(m: TransferMatrix, pct: str) -> object:
                  [f"source \\ target {m.dim}", *m.labels], rows)
 
 
+def _emit_matrices(mats: list[TransferMatrix], tmpl: str, plot: Path | None, pct: str,
+                   as_json: bool) -> None:
+    if not mats:
+        raise _nothing(f"verifications for {tmpl}")
+    if plot is not None:
+        from gvstore.analysis.compare_plots import transfer_heatmap
+
+        transfer_heatmap(mats, plot)
+    emit({"matrices": [m.to_dict() for m in mats],
+          "plot": str(plot) if plot is not None else None}, as_json,
+         *[_matrix_table(m, pct) for m in mats], *_plot_note(plot, as_json))
+
+
 def transfer_cmd(
     ctx: typer.Context,
     template: Annotated[str, typer.Argument(
@@ -122,17 +135,9 @@ def transfer_cmd(
     ds = dataset(ctx, store, utility, make_filters(task, generator, verifier, rnd), grader)
     pct = f"{level:.0%}"
     if matrix is not None:
-        mats = transfer_matrix(ds, tmpl, matrix, values=vals, metric=metric,
-                               resamples=resamples, seed=seed, level=level)
-        if not mats:
-            raise _nothing(f"verifications for {tmpl}")
-        if plot is not None:
-            from gvstore.analysis.compare_plots import transfer_heatmap
-
-            transfer_heatmap(mats, plot)
-        emit({"matrices": [m.to_dict() for m in mats],
-              "plot": str(plot) if plot is not None else None}, as_json,
-             *[_matrix_table(m, pct) for m in mats], *_plot_note(plot, as_json))
+        _emit_matrices(transfer_matrix(ds, tmpl, matrix, values=vals, metric=metric,
+                                       resamples=resamples, seed=seed, level=level),
+                       str(tmpl), plot, pct, as_json)
         return
     rows = transfer(ds, tmpl, [parse_where(s) for s in source or []],
                     [parse_where(t) for t in target or []] or None, values=vals, metric=metric,
@@ -197,7 +202,7 @@ def compare_cmd(
          _ci(r.diff, r.diff_lo, r.diff_hi),
          _ci(r.reweighted_diff, r.reweighted_diff_lo, r.reweighted_diff_hi),
          _verdict(r.verdict, r.prompts_to_decide)] for r in rep.rows],
-        lift=("task", "spec A", "spec B"))
+        lift=("task", "A", "spec A", "B", "spec B"))
     notes = [safe_text(f"unpaired on side {s}: {', '.join(keys)}")
              for s, keys in (("A", rep.unpaired_a), ("B", rep.unpaired_b)) if keys]
     emit({**rep.to_dict(), "plot": str(plot) if plot is not None else None}, as_json, t,
