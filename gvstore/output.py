@@ -138,6 +138,23 @@ def fmt(value: Any, digits: int = 4) -> str:
     return safe_text(value)
 
 
+WHOLE_WORDS = ("spec", "sweep", "template", "filter")
+"""Columns whose header has one of these words hold specs: never wrapped or cut."""
+
+
+def _whole_floats(rows: Sequence[Sequence[Any]], i: int) -> bool:
+    """Whether column ``i`` holds floats only (and None), every one a whole number."""
+    seen = False
+    for r in rows:
+        v = r[i]
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            continue
+        if not isinstance(v, float) or not v.is_integer() or abs(v) >= 1e15:
+            return False
+        seen = True
+    return seen
+
+
 def table(
     title: str | None,
     columns: Sequence[str],
@@ -147,7 +164,14 @@ def table(
     """A rich table of already-ordered rows; every title, header and cell printed as text.
 
     A cell is :func:`fmt` of its value (one line), or a :class:`rich.text.Text` the caller built
-    from safe text (e.g. a value with its interval on a second line).
+    from safe text (e.g. a value with its interval on a second line). So that a table reads
+    the same in every command:
+
+    * a column whose numbers are all whole floats (``8.0``, ``2.0``) prints them as integers;
+    * a blank header is shown as ``field`` (the name column of a name/value table);
+    * a column of specs (its header has a word of ``WHOLE_WORDS``) is never wrapped or cut: it
+      is as wide as its longest cell; any other column folds a cell too long for it onto more
+      lines (``overflow="fold"``), never cutting it short with an ellipsis.
 
     Columns named in ``lift`` whose value is the same in every row move into the title
     (``task=arith generator=...``), which keeps wide result tables readable.
@@ -161,11 +185,26 @@ def table(
                 keep.remove(i)
     if lifted:
         title = f"{title or ''}\n{'  '.join(lifted)}".strip()
+    whole = {i for i in keep if _whole_floats(rows, i)}
     # Text, not str, everywhere: safe and never read as markup, whichever console prints it
     t = Table(title=None if title is None else styled(title, "table.title", multiline=True),
               title_justify="left")
-    for i in keep:
-        t.add_column(styled(columns[i]))
-    for row in rows:
-        t.add_row(*(row[i] if isinstance(row[i], Text) else Text(fmt(row[i])) for i in keep))
+    cells = [[_cell(row[i], i in whole) for i in keep] for row in rows]
+    for j, i in enumerate(keep):
+        name = columns[i] if columns[i].strip() else "field"
+        if any(w in name.lower() for w in WHOLE_WORDS):
+            width = max([len(name), *(c.cell_len for row in cells for c in row[j:j + 1])])
+            t.add_column(styled(name), no_wrap=True, min_width=width)
+        else:
+            t.add_column(styled(name), overflow="fold")
+    for row_cells in cells:
+        t.add_row(*row_cells)
     return t
+
+
+def _cell(value: Any, as_int: bool) -> Text:
+    if isinstance(value, Text):
+        return value
+    if as_int and isinstance(value, float) and math.isfinite(value):
+        return Text(str(int(value)))
+    return Text(fmt(value))

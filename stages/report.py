@@ -1,4 +1,5 @@
-"""DVC stage `report`: metrics.json, plot series and PNGs of the study, from the store."""
+"""DVC stage `report`: report.json, the headline metrics/, plot series and PNGs of the study,
+from the store."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(params.base.reports)
         build(stage_store(params), params, out)
         # the tables are shown once, by `gvstore report` (make study runs it after dvc repro)
-        note(f"report: {out / 'metrics.json'} and plots in {out}; `gvstore report` shows it")
+        note(f"report: {out / 'report.json'}, headline metrics in {out / 'metrics'} and plots "
+             f"in {out}; `gvstore report` shows it")
         return 0
 
     return run(body)

@@ -67,10 +67,13 @@ def test_plots_and_report_outs_follow_base_reports(tmp_path: Path) -> None:
         report = next(s for s in repo.index.stages if s.name == "report")
         outs = {str(o.def_path) for o in report.outs}
         plots = DataResolver(repo, str(root), _raw()).resolve_plots()
-    assert outs == {"elsewhere/out/metrics.json", "elsewhere/out/plots",
-                    "elsewhere/out/passk.png"}
-    ys = [path for p in plots for d in p.values() for path in d["y"]]
+    assert outs == {"elsewhere/out/metrics", "elsewhere/out/report.json",
+                    "elsewhere/out/plots", "elsewhere/out/passk.png"}
+    ys = [path for p in plots if isinstance(p, dict) for d in p.values() for path in d["y"]]
     assert len(ys) == 4 and all(y.startswith("elsewhere/out/plots/") for y in ys), ys
+    images = [p for p in plots if isinstance(p, str)]
+    assert images and all(i.startswith("elsewhere/out/") and i.endswith(".png")
+                          for i in images), images
 
 
 @pytest.mark.parametrize("config", ["params.yaml", "configs/rounds-arith.yaml",

@@ -35,7 +35,7 @@ def repro_killed_when(root: Path, folder: str) -> None:
 
 
 def metrics(root: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((root / "reports" / "metrics.json").read_text())
+    return json.loads((root / "reports" / "report.json").read_text())
 
 
 def strict_base(store: Store, model: str) -> float:

@@ -40,7 +40,7 @@ def test_report_with_a_method_that_never_parsed(tmp_path: Path) -> None:
     assert gap["cot_score:tau=8"]["empty_prompts"] == 12  # nothing kept: falls back to base
     assert gap["cot_score:tau=8"]["gap"] == 0.0
     assert "held_out_gap" in metrics["selection"]["arith"]["g"]["v"]["round0"]["mc:quantile"]
-    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert json.loads((out / "report.json").read_text()) == metrics
     assert (out / "plots" / "passk.csv").read_text().startswith("group,k,pass_at_k")
     assert (out / "sweep-mc_quantile.png").stat().st_size > 1000
 
@@ -62,7 +62,7 @@ def test_report_command_takes_store_after_its_name(tmp_path: Path) -> None:
                                    str(store.root), "--json"], env={"GVSTORE_NO_PROGRESS": "1"})
     assert res.exit_code == 0, res.output
     shown = json.loads(res.stdout)
-    assert shown == json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert shown == json.loads((tmp_path / "reports" / "report.json").read_text())
     assert shown["gap"]["arith"]["g"]["v"]["round0"]["mc:quantile=0.8"]["prompts"] == 12
     missing = CliRunner().invoke(app, ["report", "--params", str(path), "--build", "--store",
                                        str(tmp_path / "none")])

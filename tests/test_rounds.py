@@ -221,7 +221,7 @@ def test_the_round_report_and_gvstore_rounds(rounds_project: Path) -> None:
     from helpers import subprocess_env
 
     root = rounds_project
-    m = json.loads((root / "reports" / "metrics.json").read_text())
+    m = json.loads((root / "reports" / "report.json").read_text())
     rows = m["rounds"]["rows"]
     assert [(r["round"], r["model"]) for r in rows] == [(0, M0), (1, M1)]
     for r in rows:

@@ -25,7 +25,7 @@ def test_a_run_leaves_git_status_clean(tmp_path: Path) -> None:
     _git(root, "add", "-A")
     _git(root, "commit", "-qm", "the project")
     outs = [str(o.def_path) for s in dvc_stages(root) for o in s.outs]
-    assert any(o.endswith("metrics.json") for o in outs) and len(outs) > 20
+    assert any(o.endswith("report.json") for o in outs) and len(outs) > 20
     mark_run(root)  # every out, metric and plot written, dvc.lock written
     run_in(root, "dvc", "plots", "show", "-q")
     assert (root / "dvc.lock").is_file() and (root / "dvc_plots").is_dir()

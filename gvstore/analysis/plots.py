@@ -13,7 +13,7 @@ Every PNG is written through ``gvstore.io.atomic_path``, so a reader never sees 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,13 +80,18 @@ def save(fig: Figure, path: Path, dpi: float | None = None) -> Path:
 
 
 def passk_curve(path: Path, curves: Sequence[Curve], title: str = "pass@k") -> Path:
-    """pass@k against k (log2 axis) for each labelled curve."""
+    """pass@k against k (log2 axis, ticks at the ks drawn, as integers) for each labelled
+    curve."""
     fig, (ax,) = _figure()
     for label, ks, values in curves:
         ax.plot(ks, [math.nan if v is None else v for v in values], marker="o",
                 markersize=3, label=label)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("k")
+    ks_drawn = sorted({int(k) for _, ks, _ in curves for k in ks})
+    if ks_drawn:
+        ax.set_xticks(ks_drawn, [str(k) for k in ks_drawn])
+        ax.minorticks_off()
+    ax.set_xlabel("k (samples per prompt)")
     ax.set_ylabel("pass@k")
     ax.set_ylim(0.0, 1.02)
     ax.set_title(title)
@@ -197,32 +202,65 @@ def heatmap(path: Path, matrix: Sequence[Sequence[float | None]], row_labels: Se
 # --- sweeps and cross-verification ---------------------------------------------------------
 
 
-def sweep_figure(results: Sequence[SweepResult], path: Path) -> Path:
-    """Gap and relative gap (with their intervals) against the swept value, one line per
-    group."""
-    fig, axes = _grid(11, 4.2, 1, 2)
+def sweep_figure(results: Sequence[SweepResult], path: Path,
+                 chosen: Mapping[tuple[str, str, str, int], float] | None = None,
+                 notes: Sequence[str] = ()) -> Path:
+    """Gap and relative gap against the swept value, one line per group (its generator and
+    verifier in the legend) with its 95% interval as a labelled band, the held-out choice of
+    ``chosen`` ((task, generator, verifier, round) -> value) marked by a dotted line. A group
+    with fewer than two values (e.g. one parsed score value) is no curve: it is named in a
+    warning drawn on the axes instead; ``notes`` are more warning lines (e.g. a method whose
+    scores mostly failed to parse)."""
+    fig, axes = _grid(11, 4.2 + 0.2 * (len(notes) + len(results)), 1, 2)
     many_tasks = len({q.task for q in results}) > 1
+    many_rounds = len({q.round for q in results}) > 1
+    degenerate = list(notes)
     for r in results:
-        x = [pt.value for pt in r.points]
-        label = f"{r.generator} / {r.verifier}" + (f" ({r.task})" if many_tasks else "")
-        for ax, key in zip(axes, ("gap", "rel_gap"), strict=True):
-            y = [getattr(pt, key) for pt in r.points]
-            lo = [getattr(pt, key + "_lo") for pt in r.points]
-            hi = [getattr(pt, key + "_hi") for pt in r.points]
-            (line,) = ax.plot(x, y, marker="." if len(x) < 40 else None, label=label)
-            ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
+        label = (f"generator {r.generator}, verifier {r.verifier}"
+                 + (f" ({r.task})" if many_tasks else "")
+                 + (f" round {r.round}" if many_rounds else ""))
+        if len(r.points) < 2:
+            degenerate.append(f"{r.task}, generator {r.generator}, verifier {r.verifier}: "
+                              f"{len(r.points)} value swept (one parsed score value), no curve")
+            continue
+        value = (chosen or {}).get((r.task, r.generator, r.verifier, r.round))
+        _sweep_lines(axes, r, label, value)
     template = results[0].template if results else ""
     rule = results[0].rule if results else ""
     for ax, name in zip(axes, ("gap", "relative gap"), strict=True):
         ax.axhline(0.0, color="grey", lw=0.8)
-        ax.set_xlabel(rule)
+        ax.set_xlabel(f"{rule} (the rule's value)")
         ax.set_ylabel(name)
         ax.set_title(f"{name} over {template}")
         ax.grid(alpha=0.3)
-    if results:
-        axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    if degenerate:
+        fig.text(0.01, 0.01, "warning: " + "\nwarning: ".join(degenerate), ha="left",
+                 va="bottom", color="tab:red", fontsize=8)
+    if rule == "rounds":
+        from matplotlib.ticker import MaxNLocator
+
+        for ax in axes:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
+    fig.tight_layout(rect=(0.0, 0.045 * len(degenerate), 1.0, 1.0))
     return save(fig, path, dpi=120)
+
+
+def _sweep_lines(axes: Sequence[Axes], r: SweepResult, label: str,
+                 chosen: float | None) -> None:
+    """One group's gap and relative gap lines, their interval bands and its chosen value."""
+    x = [pt.value for pt in r.points]
+    for ax, key in zip(axes, ("gap", "rel_gap"), strict=True):
+        y = [getattr(pt, key) for pt in r.points]
+        lo = [getattr(pt, key + "_lo") for pt in r.points]
+        hi = [getattr(pt, key + "_hi") for pt in r.points]
+        (line,) = ax.plot(x, y, marker="." if len(x) < 40 else None, label=label)
+        ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color(),
+                        label="95% bootstrap interval" if key == "gap" else None)
+        if chosen is not None:
+            ax.axvline(chosen, color=line.get_color(), linestyle=":", linewidth=1.2,
+                       label=f"chosen (held-out) {chosen:g}" if key == "gap" else None)
 
 
 def cross_figure(matrices: Sequence[CrossMatrix], path: Path, metric: str = "gap") -> Path:

@@ -22,10 +22,11 @@ def report_cmd(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the study report: gap table, threshold choices, pass@k, verifier correlations."""
+    """Show the study report: gap table with each spec's unparsed share, parse failures,
+    threshold choices, pass@k, verifier correlations (the report stage's report.json)."""
     from gvstore.params import load, validate
+    from gvstore.report import FULL, views
     from gvstore.report import build as build_report
-    from gvstore.report import views
     from gvstore.store import Store
 
     params = load(params_file)
@@ -36,7 +37,7 @@ def report_cmd(
         source = get_store(ctx, store) if store is not None else Store(params.base.store)
         metrics = build_report(source, params, out).metrics
     else:
-        path = out / "metrics.json"
+        path = out / FULL
         if not path.is_file():
             raise GvstoreError(f"no report at {path}: run `dvc repro` (or `gvstore report "
                                "--build`) first")
