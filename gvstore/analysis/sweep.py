@@ -12,7 +12,8 @@ if there are at most 101 of them, else 101 evenly spaced from the lowest to the 
 
 **Honest threshold choice** (``select``): the prompts are split at random (seeded) into a
 selection part (``fraction``, 50% by default) and an evaluation part. The value with the best
-metric (gap or relative gap; the first such value on ties) on the selection part is reported
+metric (gap or relative gap; ties by ``best_index``: the smallest tied value) on the selection
+part is reported
 with its gap on the evaluation part: an estimate that did not see the prompts it is judged
 on. The in-sample figure (best value chosen and scored on all prompts, as papers usually
 report it) comes alongside and is optimistic by construction.
@@ -153,6 +154,25 @@ def sweep(
     return out
 
 
+TIE_TOLERANCE = 1e-12
+"""Metric means this close to the best count as tied (sums in another order differ by ~1e-17)."""
+
+
+def best_index(means: np.ndarray, values: Sequence[float]) -> int:
+    """The index of the best mean; among tied best means (within ``TIE_TOLERANCE``) the one
+    of the **smallest value** (the least strict rule: for quantile, tau and rounds the one that
+    keeps the most samples), whatever order the values were given in. NaN means never win
+    unless every mean is NaN (then the smallest value)."""
+    m = np.asarray(means, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    finite = ~np.isnan(m)
+    if not finite.any():
+        return int(np.argmin(v))
+    tied = finite & (m >= np.nanmax(m) - TIE_TOLERANCE)
+    idx = np.flatnonzero(tied)
+    return int(idx[np.argmin(v[idx])])
+
+
 @dataclass
 class Selection(AsDict):
     """Honest and in-sample threshold choice for one group (see the module doc)."""
@@ -207,14 +227,14 @@ def select(
     perm = np.random.default_rng(seed).permutation(p)
     sel, ev = np.sort(perm[:n_sel]), np.sort(perm[n_sel:])
     score = res.diff if metric == "gap" else res.rel
-    j_sel = int(np.argmax(score[sel].mean(axis=0)))
-    j_all = int(np.argmax(score.mean(axis=0)))
+    vals = [pt.value for pt in res.points]
+    j_sel = best_index(score[sel].mean(axis=0), vals)
+    j_all = best_index(score.mean(axis=0), vals)
     boot_ev = Bootstrap(ev.size, resamples, seed, level)
     ev_cols = np.column_stack([res.diff[ev, j_sel], res.rel[ev, j_sel]])
     lo, hi = boot_ev.interval(ev_cols)
     held = ev_cols.mean(axis=0)
     best = res.points[j_all]
-    vals = [pt.value for pt in res.points]
     return Selection(
         task=res.task, generator=res.generator, round=res.round, verifier=res.verifier,
         template=res.template, metric=metric, fraction=fraction, seed=seed,
