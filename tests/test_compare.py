@@ -53,6 +53,7 @@ def test_generators_by_hand(proj: Projections) -> None:
     assert rep.unpaired_a == [] and rep.unpaired_b == []
     (r,) = rep.rows
     assert (r.a, r.b, r.spec_a, r.spec_b) == ("t/g1/0/v", "t/g2/0/v", str(TAU9), str(TAU9))
+    assert (r.generator, r.round, r.verifier, r.b_differs) == ("g1", 0, "v", "generator=g2")
     assert (r.shared_prompts, r.only_a, r.only_b) == (4, 0, 1)
     assert r.gap_a == pytest.approx(0.0625) and r.gap_b == pytest.approx(0.1875)
     assert r.diff == pytest.approx(-0.125) == r.gap_a - r.gap_b
@@ -102,6 +103,7 @@ def test_rounds_and_stores(tmp_path: Path) -> None:
         assert (r.shared_prompts, r.only_b, r.diff) == (4, 1, pytest.approx(-0.125))
         assert r.verdict == "unknown"
     assert (stores.rows[0].a, stores.rows[0].b) == ("t/g/0/v", "t/g/0/v")
+    assert (rounds.rows[0].b_differs, stores.rows[0].b_differs) == ("round=1", "")
 
 
 def test_unpaired_and_errors(proj: Projections) -> None:

@@ -32,7 +32,7 @@ from gvstore.analysis import DEFAULT_LEVEL, DEFAULT_RESAMPLES, verdicts
 from gvstore.analysis.frames import Dataset, Group
 from gvstore.analysis.gap import AsDict, Bootstrap, Graded, PromptStats
 from gvstore.analysis.specs import Spec, methods_of
-from gvstore.analysis.transfer import Key, Where, any_match, label, rest
+from gvstore.analysis.transfer import DIMS, Key, Where, any_match, label, rest
 from gvstore.analysis.weights import Weigher
 from gvstore.errors import GvstoreError
 
@@ -54,6 +54,12 @@ class CompareRow(AsDict):
     """One pair of groups compared on their shared prompts (see the module doc)."""
 
     task: str
+    generator: str
+    round: int
+    verifier: str
+    """Side A's group."""
+    b_differs: str
+    """Where side B's group differs from A's (``round=1``; empty: the same key)."""
     a: str
     b: str
     """The groups, ``task/generator/round/verifier`` each."""
@@ -119,7 +125,10 @@ def compare_pair(ga: Group, gb: Group, spec_a: Spec, spec_b: Spec, boot_args: tu
     word = difference_verdict(float(lo[6]), float(hi[6])) if boot.resamples \
         else verdicts.UNKNOWN
     return CompareRow(
-        task=ga.task, a=label(ga.key), b=label(gb.key), spec_a=str(spec_a), spec_b=str(spec_b),
+        task=ga.task, generator=ga.generator, round=ga.round, verifier=ga.verifier,
+        b_differs=",".join(f"{d}={kb}" for d, ka, kb in zip(DIMS, ga.key, gb.key, strict=True)
+                           if ka != kb),
+        a=label(ga.key), b=label(gb.key), spec_a=str(spec_a), spec_b=str(spec_b),
         shared_prompts=int(ia.size), only_a=int(ha.size - ia.size),
         only_b=int(hb.size - ib.size), base_a=float(mean[0]), base_b=float(mean[1]),
         reweighted_a=float(mean[2]), reweighted_b=float(mean[3]),

@@ -35,6 +35,7 @@ from gvstore.cli.options import (
     VerifierOpt,
     make_filters,
 )
+from gvstore.errors import GvstoreError
 from gvstore.output import safe_text, table
 
 if TYPE_CHECKING:
@@ -124,7 +125,6 @@ def transfer_cmd(
     report the gap it gives on each target next to the target's own best and the loss."""
     from gvstore.analysis.specs import parse_template
     from gvstore.analysis.transfer import parse_where, transfer, transfer_matrix
-    from gvstore.errors import GvstoreError
 
     tmpl = parse_template(template)
     vals = _values(values, span)
@@ -187,22 +187,25 @@ def compare_cmd(
                   a=[parse_where(s) for s in a or []], b=[parse_where(s) for s in b or []],
                   ds_b=ds_b, resamples=resamples, seed=seed, level=level)
     if not rep.rows:
-        raise _nothing("shared prompts on both sides")
+        raise GvstoreError(
+            "no group of side A shares a graded prompt with a group of side B (unpaired: "
+            f"A {', '.join(rep.unpaired_a) or 'none'}; B {', '.join(rep.unpaired_b) or 'none'})")
     if plot is not None:
         from gvstore.analysis.compare_plots import compare_figure
 
         compare_figure(rep.rows, plot)
     pct = f"{level:.0%}"
-    t = table(f"paired comparison on shared prompts ({utility} utility; [{pct} paired "
+    other = f" against store {store_b}" if store_b is not None else ""
+    t = table(f"paired comparison on shared prompts{other} ({utility} utility; [{pct} paired "
               "bootstrap interval])", [
-        "task", "A", "spec A", "B", "spec B", "shared", "only A", "only B", "gap A", "gap B",
-        "A - B", "reweighted A - B", "verdict"], [
-        [r.task, r.a, r.spec_a, r.b, r.spec_b, r.shared_prompts, r.only_a, r.only_b,
-         _ci(r.gap_a, r.gap_a_lo, r.gap_a_hi), _ci(r.gap_b, r.gap_b_lo, r.gap_b_hi),
-         _ci(r.diff, r.diff_lo, r.diff_hi),
+        "task", "generator", "round", "verifier", "B's group", "spec A", "spec B", "shared",
+        "only A", "only B", "gap A", "gap B", "gap A - B", "reweighted A - B", "verdict"], [
+        [r.task, r.generator, r.round, r.verifier, r.b_differs or "same", r.spec_a, r.spec_b,
+         r.shared_prompts, r.only_a, r.only_b, _ci(r.gap_a, r.gap_a_lo, r.gap_a_hi),
+         _ci(r.gap_b, r.gap_b_lo, r.gap_b_hi), _ci(r.diff, r.diff_lo, r.diff_hi),
          _ci(r.reweighted_diff, r.reweighted_diff_lo, r.reweighted_diff_hi),
          _verdict(r.verdict, r.prompts_to_decide)] for r in rep.rows],
-        lift=("task", "A", "spec A", "B", "spec B"))
+        lift=("task", "generator", "round", "verifier", "B's group", "spec A", "spec B"))
     notes = [safe_text(f"unpaired on side {s}: {', '.join(keys)}")
              for s, keys in (("A", rep.unpaired_a), ("B", rep.unpaired_b)) if keys]
     emit({**rep.to_dict(), "plot": str(plot) if plot is not None else None}, as_json, t,
