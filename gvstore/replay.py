@@ -181,6 +181,15 @@ def _build(
     return frames
 
 
+def _key_of(segment_names: set[str]) -> str:
+    """The cache key of a set of segment names (segments are immutable: the set names the
+    content)."""
+    h = hashlib.sha256(f"projection v{PROJECTION_VERSION}\n".encode())
+    for name in sorted(segment_names):
+        h.update(name.encode() + b"\n")
+    return h.hexdigest()[:32]
+
+
 class Projections:
     """The analysis frames of one store, cached as Parquet and rebuilt when segments change.
 
@@ -209,10 +218,7 @@ class Projections:
         segment was skipped); a group cache is saved only under this key."""
 
     def cache_key(self) -> str:
-        h = hashlib.sha256(f"projection v{PROJECTION_VERSION}\n".encode())
-        for name in sorted({p.name for p in self.store.segments()}):
-            h.update(name.encode() + b"\n")
-        return h.hexdigest()[:32]
+        return _key_of({p.name for p in self.store.segments()})
 
     def warm_key(self) -> str | None:
         """The key of the cached frames (and of the group caches built from them) if caches
@@ -221,9 +227,13 @@ class Projections:
         skipped. Reads no frame and imports no polars."""
         if not self.cache:
             return None
-        skipped: list[DamagedSegment] = []
-        self.store.check_journals(self.skip_damaged, skipped.append)
-        return None if skipped else self.cache_key()
+        folders = self.store.journals()  # one scan of the store for both
+        for fj in folders:
+            if fj.damage():  # as ``Store.check_journals``
+                if not self.skip_damaged:
+                    raise fj.damage()[0]
+                return None
+        return _key_of({n for fj in folders for n in fj.present})
 
     def _cache_dir(self) -> Path:
         return projcache.store_cache_dir(self.store.root)

@@ -1,7 +1,9 @@
 """``store verify`` (and ``--fix``): re-check a whole store and repair what can be repaired.
 
 ``verify`` re-checks every segment's digest, every record's key and id, each folder's journal
-against its segments, and the projection caches' digests, and returns a ``VerifyReport``.
+against its segments, and the digests of the projection caches and of the group caches kept
+beside them (``gvstore.analysis.groupcache``; the same manifests), and returns a
+``VerifyReport``.
 ``fix=True`` then tidies each folder under its lock (see ``Store.verify``). Reading a store
 does not come here: reads check only what they read (``gvstore.store``).
 """

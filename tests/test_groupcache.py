@@ -20,6 +20,7 @@ from gvstore.analysis.gap import draw_counts, gap_table
 from gvstore.analysis.passk import pass_at_k_table
 from gvstore.analysis.specs import parse, parse_template
 from gvstore.analysis.sweep import sweep
+from gvstore.journal import MissingSegment
 from gvstore.replay import Projections
 from gvstore.store import Store
 
@@ -267,3 +268,22 @@ def test_store_view_gone_is_not_recreated(tmp_path: Path) -> None:
     gc.dirs = [other.root / ".cache" / "proj"]
     gc.write("x", {}, {"a": np.zeros(3)}, of_frames=False)
     assert not other.root.exists()
+
+
+def test_a_deleted_segment_is_an_error_even_when_warm(tmp_path: Path) -> None:
+    b = build(tmp_path / "s")
+    store = b.write()
+    g = b.gens(b.prompt("p9"), [1, 0])
+    b.scores(g, "mc", [0.3, 0.6])
+    b.write("t2")
+    numbers(Dataset(Projections(store)))  # warm now
+    next((store.root / "t2").glob("*.jsonl.zst")).unlink()
+    with pytest.raises(MissingSegment):
+        Dataset(Projections(store)).groups(("mc",))
+    skipped: list[object] = []
+    sets = group_sets(store.root)
+    ds = Dataset(Projections(Store(store.root, skip_damaged=True, on_skip=skipped.append)))
+    cold = Dataset(Projections(Store(store.root, skip_damaged=True)), cache=False)
+    assert numbers(ds) == numbers(cold)
+    assert skipped and ds.proj._frames is not None  # read past it, from the segments
+    assert group_sets(store.root) == sets  # and nothing of that build is cached

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import mmap
 import os
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from gvstore import projcache
 from gvstore.errors import GvstoreError
@@ -67,22 +69,31 @@ def _digest(index: dict[str, Any]) -> str:
 
 
 def _load_checked(path: Path, size: int, crc: int) -> np.ndarray | None:
-    """The array of one ``.npy`` file if its size and CRC-32 match, else None."""
+    """The array of one ``.npy`` file if its size and CRC-32 match, else None. Large files
+    are mapped copy-on-write (``mmap.ACCESS_COPY``, as ``np.load(mmap_mode="c")``: the
+    array is writable, writes never reach the file), checked and viewed in one pass."""
     try:
-        if os.stat(path).st_size != size:
-            return None
-        if size < MMAP_MIN:
-            raw = path.read_bytes()
-            if zlib.crc32(raw) != crc:
-                return None
-            return np.load(io.BytesIO(raw), allow_pickle=False)
-        arr = np.load(path, mmap_mode="c", allow_pickle=False)
         with open(path, "rb") as f:
-            head = f.read(size - arr.nbytes)
-        if zlib.crc32(arr.reshape(-1).view(np.uint8), zlib.crc32(head)) != crc:
+            if os.fstat(f.fileno()).st_size != size:
+                return None
+            if size < MMAP_MIN:
+                raw = f.read()
+                return (np.load(io.BytesIO(raw), allow_pickle=False)
+                        if zlib.crc32(raw) == crc else None)
+            version = npformat.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                return None
+            shape, fortran, dtype = (npformat.read_array_header_1_0(f) if version == (1, 0)
+                                     else npformat.read_array_header_2_0(f))
+            offset = f.tell()
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        if zlib.crc32(mm) != crc or fortran or dtype.hasobject:
             return None
-        return arr.view(np.ndarray)
-    except (OSError, ValueError, EOFError):
+        count = int(np.prod(shape, dtype=np.int64))
+        if offset + count * dtype.itemsize != size:
+            return None
+        return np.frombuffer(mm, dtype=dtype, count=count, offset=offset).reshape(shape)
+    except (OSError, ValueError, EOFError, TypeError):
         return None
 
 
