@@ -94,7 +94,7 @@ def test_parse_where() -> None:
 def test_a_to_b_by_hand(proj: Projections) -> None:
     (r,) = transfer(Dataset(proj), TMPL, [parse_where("generator=g1")],
                     [parse_where("generator=g2")], values=VALUES, resamples=200)
-    assert (r.generator, r.sources) == ("g2", ["t/g1/0/v"])
+    assert (r.generator, r.sources, r.chosen_on) == ("g2", ["t/g1/0/v"], "generator=g1")
     assert r.source_prompts == 4 and r.prompts == 5
     assert r.chosen_value == 5 and r.chosen_spec == "cot_score:tau=5"  # tie 5/9: the first
     assert r.source_best == pytest.approx(0.0625)
@@ -144,6 +144,7 @@ def test_pooled_sources(proj: Projections) -> None:
                                           parse_where("generator=g2")],
                     [parse_where("generator=g1")], values=VALUES, resamples=0)
     assert r.sources == ["t/g1/0/v", "t/g2/0/v"] and r.source_prompts == 9
+    assert r.chosen_on == "itself; generator=g2"  # a target meeting --from is its own source
     assert r.chosen_value == 9 and r.source_best == pytest.approx(1.5 / 9)
     assert r.loss == pytest.approx(0.0)
 
@@ -224,4 +225,4 @@ def test_odd_names_cli(tmp_path: Path) -> None:
         res = CliRunner().invoke(app, [*args, "--resamples", "20", "--plot", str(png),
                                        "--store", root])
         assert res.exit_code == 0, res.output
-        assert "[bold]" in res.output or "m[bold]x" in res.output.replace("\n", "")
+        assert "generator=$\\frac{$" in res.output  # lifted into the title, as text

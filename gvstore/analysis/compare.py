@@ -32,7 +32,7 @@ from gvstore.analysis import DEFAULT_LEVEL, DEFAULT_RESAMPLES, verdicts
 from gvstore.analysis.frames import Dataset, Group
 from gvstore.analysis.gap import AsDict, Bootstrap, Graded, PromptStats
 from gvstore.analysis.specs import Spec, methods_of
-from gvstore.analysis.transfer import DIMS, Key, Where, any_match, label, rest
+from gvstore.analysis.transfer import Key, Where, any_match, differs, label, rest
 from gvstore.analysis.weights import Weigher
 from gvstore.errors import GvstoreError
 
@@ -126,8 +126,7 @@ def compare_pair(ga: Group, gb: Group, spec_a: Spec, spec_b: Spec, boot_args: tu
         else verdicts.UNKNOWN
     return CompareRow(
         task=ga.task, generator=ga.generator, round=ga.round, verifier=ga.verifier,
-        b_differs=",".join(f"{d}={kb}" for d, ka, kb in zip(DIMS, ga.key, gb.key, strict=True)
-                           if ka != kb),
+        b_differs=differs(gb.key, ga.key),
         a=label(ga.key), b=label(gb.key), spec_a=str(spec_a), spec_b=str(spec_b),
         shared_prompts=int(ia.size), only_a=int(ha.size - ia.size),
         only_b=int(hb.size - ib.size), base_a=float(mean[0]), base_b=float(mean[1]),

@@ -89,6 +89,15 @@ def label(key: Key) -> str:
     return "/".join(str(k) for k in key)
 
 
+def differs(key: Key, other: Key) -> str:
+    """``dim=value`` of ``key`` on each dimension where it differs from ``other``."""
+    return ",".join(f"{d}={k}" for d, k, o in zip(DIMS, key, other, strict=True) if k != o)
+
+
+def _key(res: SweepResult) -> Key:
+    return (res.task, res.generator, res.round, res.verifier)
+
+
 def choose(means: np.ndarray) -> int:
     """The chosen value's index among per-value mean metrics: the highest, the first on ties
     (``np.argmax``, exactly the rule of ``sweep.select``; tested to agree with it)."""
@@ -124,6 +133,8 @@ class TransferRow(AsDict):
     """The target group."""
     sources: list[str]
     """The source groups, ``task/generator/round/verifier`` each."""
+    chosen_on: str
+    """Where each source differs from the target (``generator=A``; ``itself``), ``; ``-joined."""
     template: str
     metric: str
     source_prompts: int
@@ -176,7 +187,8 @@ def transfer_row(sources: Sequence[SweepResult], target: SweepResult, template: 
     return TransferRow(
         task=target.task, generator=target.generator, round=target.round,
         verifier=target.verifier,
-        sources=[label((s.task, s.generator, s.round, s.verifier)) for s in sources],
+        sources=[label(_key(s)) for s in sources],
+        chosen_on="; ".join(differs(_key(s), _key(target)) or "itself" for s in sources),
         template=str(template), metric=metric, source_prompts=int(pooled.shape[0]),
         chosen_value=vals[j_src], chosen_spec=str(with_value(template, vals[j_src])),
         source_best=float(pooled.mean(axis=0)[j_src]), prompts=target.prompts,

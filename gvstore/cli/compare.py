@@ -57,7 +57,8 @@ def _transfer_table(rows: list[TransferRow], metric: str, pct: str) -> object:
                  "interval over the target's prompts])", [
         "task", "generator", "round", "verifier", "chosen on", "chosen", "prompts",
         "transferred", "own best", "own value", "loss", "verdict"], [
-        [r.task, r.generator, r.round, r.verifier, "\n".join(r.sources), r.chosen_spec,
+        [r.task, r.generator, r.round, r.verifier, r.chosen_on.replace("; ", "\n"),
+         r.chosen_spec,
          r.prompts, _ci(r.transferred, r.transferred_lo, r.transferred_hi),
          _ci(r.own_best, r.own_best_lo, r.own_best_hi), r.own_spec,
          _ci(r.loss, r.loss_lo, r.loss_hi), _verdict(r.verdict, r.prompts_to_decide)]
