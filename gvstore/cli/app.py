@@ -145,6 +145,9 @@ def _register() -> None:
     from gvstore.cli.compare import register as register_compare
 
     register_compare(app)  # transfer, compare
+    from gvstore.cli.quality import verifier_cmd
+
+    app.command("verifier")(verifier_cmd)  # verifier quality: ROC/AUC, calibration, self-bias
 
 
 _register()
