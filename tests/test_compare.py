@@ -147,3 +147,21 @@ def test_cli(proj: Projections, tmp_path: Path) -> None:
                 ["--a", "generator=g1", "--b", "generator=zz"]):
         res = CliRunner().invoke(app, ["compare", "cot_score:tau=9", *bad, "--store", root])
         assert res.exit_code == 1, res.output
+
+
+def test_two_verifiers(tmp_path: Path) -> None:
+    """g1's samples scored by v (A_DATA's scores) and by w (reversed): at tau=9 w keeps
+    p1's and p2's last sample (both wrong: -.25, -.5) and p4's wrong one (0); p3 null: 0.
+    gap v = .0625, gap w = -.75 / 4, A - B = .25 on the 4 prompts."""
+    b = StoreBuilder(tmp_path / "s")
+    rev = {"p1": [1, 1, 5, 9], "p2": [1, 1, 5, 9], "p3": [None], "p4": [1, 9], "p6": [1, 9]}
+    for name, grades, scores in A_DATA:
+        gens = b.gens(b.prompt(name), grades, model="g1")
+        b.scores(gens, "cot_score", scores, verifier="v")
+        b.scores(gens, "cot_score", rev[name], verifier="w")
+    rep = compare(Dataset(b.projections()), TAU9, a=[parse_where("verifier=v")],
+                  b=[parse_where("verifier=w")], resamples=100)
+    (r,) = rep.rows
+    assert (r.verifier, r.b_differs, r.shared_prompts) == ("v", "verifier=w", 4)
+    assert (r.gap_a, r.gap_b, r.diff) == pytest.approx((0.0625, -0.1875, 0.25))
+    assert r.base_a == r.base_b and r.diff == pytest.approx(r.reweighted_diff)

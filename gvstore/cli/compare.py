@@ -55,8 +55,8 @@ def _verdict(word: str, prompts: int | None) -> str:
 def _transfer_table(rows: list[TransferRow], metric: str, pct: str) -> object:
     return table(f"threshold transfer of {rows[0].template} by {metric} ([{pct} bootstrap "
                  "interval over the target's prompts])", [
-        "task", "generator", "round", "verifier", "chosen on", "chosen", "prompts",
-        "transferred", "own best", "own value", "loss", "verdict"], [
+        "task", "generator", "round", "verifier", "chosen on", "chosen spec", "prompts",
+        "transferred", "own best", "own spec", "loss", "verdict"], [
         [r.task, r.generator, r.round, r.verifier, r.chosen_on.replace("; ", "\n"),
          r.chosen_spec,
          r.prompts, _ci(r.transferred, r.transferred_lo, r.transferred_hi),
