@@ -7,7 +7,7 @@ is a multiple of 1/4 (exact in floating point, so ties are exact ties).
 Side A (``A_DATA``), per-prompt gap at tau = 1 / 5 / 9:
   p1 u=1000: 0 / .25 / .75;  p2 u=0110: 0 / 0 / -.5;  p3 one sample, null score: 0 / 0 / 0;
   p4 all wrong: 0;  p6 ungraded (not a prompt of the gap).
-  mean over 4 prompts: 0 / .0625 / .0625: a tie of 5 and 9, the first (5) is chosen.
+  mean over 4 prompts: 0 / .0625 / .0625: a tie of 5 and 9, the smallest (5) is chosen.
 Side B (``B_DATA``):
   p1 u=0100: 0 / .25 / -.25;  p2 u=1000: 0 / .25 / .75;  p3 u=1011: 0 / -.25 / .25;
   p4 all right, one null: 0;  p5 (B only) u=10: 0 / .5 / .5.
@@ -96,7 +96,7 @@ def test_a_to_b_by_hand(proj: Projections) -> None:
                     [parse_where("generator=g2")], values=VALUES, resamples=200)
     assert (r.generator, r.sources, r.chosen_on) == ("g2", ["t/g1/0/v"], "generator=g1")
     assert r.source_prompts == 4 and r.prompts == 5
-    assert r.chosen_value == 5 and r.chosen_spec == "cot_score:tau=5"  # tie 5/9: the first
+    assert r.chosen_value == 5 and r.chosen_spec == "cot_score:tau=5"  # tie 5/9: the smallest
     assert r.source_best == pytest.approx(0.0625)
     assert r.transferred == pytest.approx(0.15)
     assert (r.own_value, r.own_spec) == (9, "cot_score:tau=9")
@@ -126,10 +126,15 @@ def test_choice_is_sweeps_rule(proj: Projections) -> None:
     for res in sweep(ds, TMPL, VALUES, resamples=0):
         assert res.diff is not None
         sel = select(res, TMPL, fraction=0.5, resamples=0)
-        assert sel.in_sample_value == VALUES[choose(res.diff.mean(axis=0))]
-    assert choose(np.array([0.1, 0.3, 0.3])) == 1
+        assert sel.in_sample_value == VALUES[choose(res.diff.mean(axis=0), VALUES)]
+    assert choose(np.array([0.1, 0.3, 0.3]), [1, 2, 3]) == 1
+    assert choose(np.array([0.1, 0.3, 0.3]), [3, 2, 1]) == 2  # the smallest tied value
+    # the tie holds in the other order of the values too: A's tie of 5 and 9 gives 5
+    (r,) = transfer(ds, TMPL, [parse_where("generator=g1")], [parse_where("generator=g2")],
+                    values=[9.0, 5.0, 1.0], resamples=0)
+    assert (r.chosen_value, r.own_value, r.loss) == (5, 9, pytest.approx(0.1))
     with pytest.raises(GvstoreError):
-        choose(np.array([]))
+        choose(np.array([]), [])
 
 
 def test_same_group_transfers(proj: Projections) -> None:

@@ -2,9 +2,9 @@
 
 The paper (section 6.1) says optimal thresholds transfer across models. ``transfer`` tests it
 on the data: for a sweep template (``mc:quantile``, ``cot_score:tau``, ...) the value is chosen
-on the **source** group(s) by the rule ``gvstore sweep`` uses (``sweep.select``'s in-sample
-choice: the highest mean metric over the prompts, the first such value in the value list on
-ties, ``choose``), then on each **target** group the gap at that value (``transferred``) is
+on the **source** group(s) by the rule ``gvstore sweep`` uses (``sweep.best_index``: the
+highest mean metric over the prompts; among means tied within 1e-12 the smallest value;
+``choose``), then on each **target** group the gap at that value (``transferred``) is
 reported next to the target's own in-sample best (``own_best``) and the ``loss`` = own best -
 transferred, each with a percentile bootstrap interval over the target's prompts (one draw
 matrix for the three, so the loss is paired). ``docs/metrics.md`` (Threshold transfer) has
@@ -31,7 +31,13 @@ from gvstore.analysis import DEFAULT_LEVEL, DEFAULT_RESAMPLES, verdicts
 from gvstore.analysis.frames import Dataset, Group
 from gvstore.analysis.gap import AsDict, Bootstrap
 from gvstore.analysis.specs import Leaf, Mean, methods_of, with_value
-from gvstore.analysis.sweep import METRICS, SweepResult, default_values, sweep_group
+from gvstore.analysis.sweep import (
+    METRICS,
+    SweepResult,
+    best_index,
+    default_values,
+    sweep_group,
+)
 from gvstore.analysis.weights import Weigher, recorded_rounds
 from gvstore.errors import GvstoreError
 
@@ -98,12 +104,13 @@ def _key(res: SweepResult) -> Key:
     return (res.task, res.generator, res.round, res.verifier)
 
 
-def choose(means: np.ndarray) -> int:
-    """The chosen value's index among per-value mean metrics: the highest, the first on ties
-    (``np.argmax``, exactly the rule of ``sweep.select``; tested to agree with it)."""
+def choose(means: np.ndarray, values: Sequence[float]) -> int:
+    """The chosen value's index among per-value mean metrics: ``sweep.best_index``, the one
+    rule of ``gvstore sweep`` (the highest mean; among means tied within 1e-12 the smallest
+    value)."""
     if means.size == 0:
         raise GvstoreError("nothing to choose from: the sweep has no values")
-    return int(np.argmax(means))
+    return best_index(means, values)
 
 
 def transfer_grid(template: Leaf | Mean, groups: Sequence[Group],
@@ -175,15 +182,15 @@ def _scores(res: SweepResult, metric: str) -> np.ndarray:
 def transfer_row(sources: Sequence[SweepResult], target: SweepResult, template: Leaf | Mean,
                  metric: str, boot: Bootstrap, seed: int) -> TransferRow:
     """The row of one target from its sweep and its sources' (all on the same value grid)."""
+    vals = [p.value for p in target.points]
     pooled = np.vstack([_scores(s, metric) for s in sources])
-    j_src = choose(pooled.mean(axis=0))
+    j_src = choose(pooled.mean(axis=0), vals)
     t = _scores(target, metric)
-    j_own = choose(t.mean(axis=0))
+    j_own = choose(t.mean(axis=0), vals)
     cols = np.column_stack([t[:, j_src], t[:, j_own], t[:, j_own] - t[:, j_src]])
     mean = cols.mean(axis=0)
     lo, hi = boot.interval(cols)
     word = verdicts.verdict(float(lo[2]), float(hi[2])) if boot.resamples else verdicts.UNKNOWN
-    vals = [p.value for p in target.points]
     return TransferRow(
         task=target.task, generator=target.generator, round=target.round,
         verifier=target.verifier,
