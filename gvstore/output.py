@@ -169,9 +169,11 @@ def table(
 
     * a column whose numbers are all whole floats (``8.0``, ``2.0``) prints them as integers;
     * a blank header is shown as ``field`` (the name column of a name/value table);
-    * a column of specs (its header has a word of ``WHOLE_WORDS``) is never wrapped or cut: it
-      is as wide as its longest cell; any other column folds a cell too long for it onto more
-      lines (``overflow="fold"``), never cutting it short with an ellipsis.
+    * a column of specs (its header has a word of ``WHOLE_WORDS``) is never cut inside a name:
+      a spec longer than ``SPEC_LINE`` is broken into lines after commas
+      (``wrap_at_commas``) and the column is as wide as its longest line; any other column
+      folds a cell too long for it onto more lines (``overflow="fold"``), never cutting it
+      short with an ellipsis.
 
     Columns named in ``lift`` whose value is the same in every row move into the title
     (``task=arith generator=...``), which keeps wide result tables readable.
@@ -189,11 +191,13 @@ def table(
     # Text, not str, everywhere: safe and never read as markup, whichever console prints it
     t = Table(title=None if title is None else styled(title, "table.title", multiline=True),
               title_justify="left")
-    cells = [[_cell(row[i], i in whole) for i in keep] for row in rows]
+    specs = {i for i in keep if any(w in columns[i].lower() for w in WHOLE_WORDS)}
+    cells = [[_cell(row[i], i in whole, i in specs) for i in keep] for row in rows]
     for j, i in enumerate(keep):
         name = columns[i] if columns[i].strip() else "field"
-        if any(w in name.lower() for w in WHOLE_WORDS):
-            width = max([len(name), *(c.cell_len for row in cells for c in row[j:j + 1])])
+        if i in specs:
+            width = max([len(name), *(max(map(len, c.plain.split("\n")))
+                                      for row in cells for c in row[j:j + 1])])
             t.add_column(styled(name), no_wrap=True, min_width=width)
         else:
             t.add_column(styled(name), overflow="fold")
@@ -202,9 +206,29 @@ def table(
     return t
 
 
-def _cell(value: Any, as_int: bool) -> Text:
+def _cell(value: Any, as_int: bool, spec: bool) -> Text:
     if isinstance(value, Text):
         return value
     if as_int and isinstance(value, float) and math.isfinite(value):
         return Text(str(int(value)))
-    return Text(fmt(value))
+    text = fmt(value)
+    return Text(wrap_at_commas(text) if spec else text)
+
+
+SPEC_LINE = 40
+"""A spec longer than this is shown on several lines, broken after commas."""
+
+
+def wrap_at_commas(text: str, width: int = SPEC_LINE) -> str:
+    """``text`` on lines of at most ``width`` characters where it can be, each line break
+    right after a comma (a part longer than ``width`` keeps its own line whole): a long spec
+    is never cut inside a name, and its characters are all kept."""
+    if len(text) <= width or "," not in text:
+        return text
+    lines, line = [], ""
+    for part in re.split(r"(?<=,)", text):
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+    return "\n".join([*lines, line])

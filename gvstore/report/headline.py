@@ -10,12 +10,13 @@ keys shared by its kind (paths under ``metrics/``):
   method's);
 * ``threshold/<task>/<generator>/<verifier>/r<round>/<sweep>.json``: value, gap, gap_lo,
   gap_hi of the held-out choice;
-* ``passk/<task>/<generator>/r<round>.json``: pass@k for each k;
+* ``passk/<task>/<generator>/r<round>/k=<k>.json``: pass_at_k (a row per k keeps every row
+  short whatever ``report.passk`` lists);
 * ``parse/<task>/<generator>/<verifier>/r<round>/<method>.json``: unparsed;
 * the extra sections' rows (``metrics_extra.headline_rows``).
 
 ``<verifier>`` is ``self`` when the verifier is the generator (self-verification), which keeps
-a row of the default study near 200 characters. Names are made file-safe (``slug``: anything
+a row of the default study under 200 characters. Names are made file-safe (``slug``: anything
 but letters, digits and ``_.=-`` becomes ``_``). Numbers are rounded to 4 decimals (whole ones
 written as integers); the full tables (every count, interval and verdict) are in
 ``report.json``. ``dvc metrics show reports/metrics/gap`` shows one kind alone.
@@ -79,7 +80,9 @@ def rows(metrics: dict[str, Any]) -> Iterator[tuple[list[str], dict[str, Any]]]:
     for task, models in metrics.get("passk", {}).items():
         for model, rounds in models.items():
             for rnd, ks in rounds.items():
-                yield ["passk", task, model, "r" + rnd.removeprefix("round")], dict(ks)
+                for name, value in ks.items():
+                    yield (["passk", task, model, "r" + rnd.removeprefix("round"),
+                            "k=" + name.rpartition("@")[2]], {"pass_at_k": value})
     for r in metrics.get("parse", []):
         yield (["parse", r["task"], r["generator"], _who(r["verifier"], r["generator"]),
                 f"r{r['round']}", r["method"]], {"unparsed": r["unparsed"]})
