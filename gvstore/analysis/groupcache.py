@@ -250,11 +250,12 @@ def read_slices(gc: GroupCache) -> tuple[Slices, LazyArrays] | None:
         return None
     index, arrays = got
     keys = index.get("slices")
+    if not isinstance(keys, list):
+        return None
     try:
-        assert isinstance(keys, list)
         out: Slices = [((str(k[0]), str(k[1]), int(k[2])),
                         Prefixed(arrays, str(i), list(SLICE_FIELDS))) for i, k in enumerate(keys)]
-    except (AssertionError, IndexError, TypeError, ValueError):
+    except (IndexError, TypeError, ValueError):
         return None
     if set(arrays) != {f"{i}.{f}" for i in range(len(out)) for f in SLICE_FIELDS}:
         return None
