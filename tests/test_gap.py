@@ -246,6 +246,9 @@ def test_verdicts() -> None:
     assert verdict(-0.0051, 0.004) == "inconclusive"
     assert verdict(0.001, 0.003) == "improvable"  # above 0 wins over inside the band
     assert verdict(float("nan"), float("nan")) == "unknown"
+    # one prompt resampled gives a zero-width interval: it decides nothing
+    assert verdict(0.2, 0.2, prompts=1) == "inconclusive"
+    assert verdict(0.2, 0.3, prompts=2) == "improvable"
     boot = Bootstrap(4, 0)
     lo, hi = boot.interval(np.zeros((4, 2)))
     assert np.isnan(lo).all() and np.isnan(hi).all()

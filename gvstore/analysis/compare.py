@@ -43,9 +43,10 @@ WORDS = {verdicts.IMPROVABLE: A_BETTER, verdicts.WORSE: B_BETTER,
          verdicts.NO_GAP: NO_DIFFERENCE}
 
 
-def difference_verdict(lo: float, hi: float) -> str:
-    """The verdict of an interval of A - B: ``verdicts.verdict`` in comparison words."""
-    word = verdicts.verdict(lo, hi)
+def difference_verdict(lo: float, hi: float, prompts: int | None = None) -> str:
+    """The verdict of an interval of A - B over ``prompts`` shared prompts:
+    ``verdicts.verdict`` in comparison words."""
+    word = verdicts.verdict(lo, hi, prompts=prompts)
     return WORDS.get(word, word)
 
 
@@ -122,7 +123,7 @@ def compare_pair(ga: Group, gb: Group, spec_a: Spec, spec_b: Spec, boot_args: tu
     mean = cols.mean(axis=0)
     boot = Bootstrap(int(ia.size), boot_args[0], boot_args[1], level)
     lo, hi = boot.interval(cols)
-    word = difference_verdict(float(lo[6]), float(hi[6])) if boot.resamples \
+    word = difference_verdict(float(lo[6]), float(hi[6]), int(ia.size)) if boot.resamples \
         else verdicts.UNKNOWN
     return CompareRow(
         task=ga.task, generator=ga.generator, round=ga.round, verifier=ga.verifier,

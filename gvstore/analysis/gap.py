@@ -147,9 +147,9 @@ class Bootstrap:
         return lo, hi
 
 
-def verdict(lo: float, hi: float) -> str:
+def verdict(lo: float, hi: float, prompts: int | None = None) -> str:
     """The verdict of a gap interval (``verdicts.verdict`` with the default band)."""
-    return verdicts.verdict(lo, hi)
+    return verdicts.verdict(lo, hi, prompts=prompts)
 
 
 class AsDict:
@@ -208,7 +208,8 @@ def summarise(
     cols = np.column_stack([st.acc, st.acc_w, st.diff, st.rel])
     mean = cols.mean(axis=0)
     lo, hi = boot.interval(cols)
-    word = verdict(float(lo[2]), float(hi[2])) if boot.resamples else verdicts.UNKNOWN
+    word = (verdict(float(lo[2]), float(hi[2]), int(st.acc.size)) if boot.resamples
+            else verdicts.UNKNOWN)
     return GapResult(
         task=group.task, generator=group.generator, round=group.round,
         verifier=group.verifier, spec=spec, utility=utility, prompts=int(st.acc.size),

@@ -212,7 +212,7 @@ def compare_group(g: Group, methods: Sequence[str], cfg: Settings) -> list[Ensem
         d, _, text, choices = cols[n]
         diff = d - base
         vs = n != "best single"
-        word = verdicts.verdict(float(lo[2 * k + i]), float(hi[2 * k + i])) if (
+        word = verdicts.verdict(float(lo[2 * k + i]), float(hi[2 * k + i]), prompts=p) if (
             vs and cfg.resamples) else None
         rows.append(EnsembleRow(
             task=g.task, generator=g.generator, round=g.round, verifier=g.verifier,

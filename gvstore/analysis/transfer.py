@@ -190,7 +190,8 @@ def transfer_row(sources: Sequence[SweepResult], target: SweepResult, template: 
     cols = np.column_stack([t[:, j_src], t[:, j_own], t[:, j_own] - t[:, j_src]])
     mean = cols.mean(axis=0)
     lo, hi = boot.interval(cols)
-    word = verdicts.verdict(float(lo[2]), float(hi[2])) if boot.resamples else verdicts.UNKNOWN
+    word = (verdicts.verdict(float(lo[2]), float(hi[2]), prompts=boot.n) if boot.resamples
+            else verdicts.UNKNOWN)
     return TransferRow(
         task=target.task, generator=target.generator, round=target.round,
         verifier=target.verifier,

@@ -11,6 +11,9 @@ For an estimate (a gap, a difference of two gaps) with a bootstrap interval [lo,
   data cannot tell a gap from none. ``prompts_to_decide`` then says about how many prompts
   would decide it (see there).
 * ``unknown``: no interval was computed (``--resamples 0``).
+
+An interval over fewer than ``MIN_PROMPTS`` (2) prompts is ``inconclusive`` whatever its
+bounds: resampling one prompt gives a zero-width interval that says nothing about spread.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from statistics import NormalDist
 import numpy as np
 
 NO_GAP_BAND = 0.005
+MIN_PROMPTS = 2
 IMPROVABLE = "improvable"
 WORSE = "worse"
 NO_GAP = "no gap"
@@ -28,10 +32,14 @@ INCONCLUSIVE = "inconclusive"
 UNKNOWN = "unknown"
 
 
-def verdict(lo: float, hi: float, *, band: float = NO_GAP_BAND) -> str:
-    """The verdict of an interval [lo, hi] (see the module doc); NaN bounds give ``unknown``."""
+def verdict(lo: float, hi: float, *, band: float = NO_GAP_BAND,
+            prompts: int | None = None) -> str:
+    """The verdict of an interval [lo, hi] over ``prompts`` prompts (see the module doc); NaN
+    bounds give ``unknown``, fewer than ``MIN_PROMPTS`` prompts ``inconclusive``."""
     if math.isnan(lo) or math.isnan(hi):
         return UNKNOWN
+    if prompts is not None and prompts < MIN_PROMPTS:
+        return INCONCLUSIVE
     if lo > 0:
         return IMPROVABLE
     if hi < 0:
