@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import StoreBuilder
 from typer.testing import CliRunner
 
 from gvstore import synth
@@ -63,3 +64,21 @@ def test_errors(store: Path) -> None:
     assert code == 1 and "no graded generations" in out
     code, out = run(store, "--bins", "0")
     assert code == 1 and "bins must be" in out
+
+
+def test_names_print_as_text(tmp_path: Path) -> None:
+    b = StoreBuilder(tmp_path / "m")
+    gens = b.gens(b.prompt("p"), [1, 0, 1], model="[bold]g$x$")
+    b.scores(gens, "mc", [0.9, 0.4, 0.4], verifier="[bold]g$x$")  # self-verification
+    b.scores(gens, "mc", [0.2, 0.1, 0.3], verifier="[/]v")
+    root = b.write().root
+    code, out = run(root, "mc", "--resamples", "10", "--plot", str(tmp_path / "p"))
+    assert code == 0, out
+    assert "[bold]g$x$" in out and "[/]v" in out
+    assert all((tmp_path / "p" / f"verifier_{n}.png").exists()
+               for n in ("roc", "reliability", "scores"))
+    code, out = run(root, "mc", "--json", "--resamples", "0")
+    rows = {r["verifier"]: r for r in json.loads(out)["results"]}
+    # accuracy 2/3; self mean 1.7/3, cross 0.6/3: self-bias 1.1/3
+    assert rows["[bold]g$x$"]["self_bias"] == pytest.approx(1.1 / 3)
+    assert rows["[bold]g$x$"]["auc"] == pytest.approx(0.75)  # 0.9 > 0.4; 0.4 ties 0.4
