@@ -117,13 +117,34 @@ def test_headline_files_hold_scalars_and_the_full_report_the_rest(
     out = Path(load(params).base.reports)
     files = sorted((out / "metrics").rglob("*.json"))
     kinds = {f.relative_to(out / "metrics").parts[0] for f in files}
-    assert kinds == {"gap", "threshold", "passk", "parse"}
+    assert kinds == {"gap", "threshold", "passk", "parse", "verifier", "nscale"}
     for f in files:
         d = json.loads(f.read_text())
         assert d and all(v is None or isinstance(v, (int, float)) for v in d.values()), f
     assert json.loads((out / "metrics" / "passk" / "arith" / "g" / "r0" / "k=1.json")
                       .read_text()) == {"pass_at_k": 0.5625}  # (0 + 2/4 + 3/4 + 4/4) / 4
     assert json.loads((out / "report.json").read_text()) == m
+
+
+def test_verifier_quality_and_n_scaling_sections(hand: tuple[Path, Path, dict]) -> None:
+    """mc scores 0.8 on the 9 right samples, 0.2 on the 7 wrong: AUC 1; ECE = (|9 - 9 x 0.8|
+    + |0 - 7 x 0.2|) / 16 = 0.2; Brier = 16 x 0.2^2 / 16 = 0.04. pass@1 = 0.5625."""
+    _, params, m = hand
+    (q,) = [r for r in m["quality"] if r["method"] == "mc"]
+    assert q["auc"] == 1.0 and q["ece"] == pytest.approx(0.2) and \
+        q["brier"] == pytest.approx(0.04)
+    out = Path(load(params).base.reports)
+    row = json.loads((out / "metrics" / "verifier" / "arith" / "g" / "v" / "r0" / "mc.json")
+                     .read_text())
+    assert row == {"auc": 1, "ece": 0.2}
+    specs = {r["filter"] for r in m["nscale"]}
+    assert specs == {"mc:quantile=0.5", "cot_score:tau=5"}  # and(...) is no single score
+    (mc,) = [r for r in m["nscale"] if r["filter"] == "mc:quantile=0.5"]
+    assert [p["n"] for p in mc["points"]] == [1, 2, 4]
+    assert mc["points"][0]["pass_at_n"] == pytest.approx(0.5625)
+    text = _render(views(m))
+    assert "verifier quality" in text and "scaling with n" in text
+    assert (out / "nscale.png").is_file() and (out / "verifier_roc.png").is_file()
 
 
 def test_report_and_gvstore_sweep_choose_the_same_tied_threshold(
@@ -252,7 +273,7 @@ def test_dvc_metrics_show_rows_are_short_and_plots_show_has_no_default_axes(
     assert not shown.get("errors"), shown["errors"]
     vega = [p for ps in shown["data"].values() for p in ps if p["type"] == "vega"]
     images = [p for ps in shown["data"].values() for p in ps if p["type"] == "image"]
-    assert len(vega) == 4 and len(images) == 4
+    assert len(vega) == 4 and len(images) == 7
     for p in vega:
         enc = p["content"]["encoding"]
         assert enc["x"]["field"] in ("k", "value") and enc["y"]["field"] in ("pass_at_k", "gap")

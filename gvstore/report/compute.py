@@ -34,6 +34,7 @@ from gvstore.analysis.specs import methods_of, parse, parse_template
 from gvstore.analysis.sweep import SweepResult, select, sweep
 from gvstore.errors import GvstoreError
 from gvstore.io import write_atomic
+from gvstore.output import json_text
 from gvstore.params import Params
 from gvstore.replay import Projections
 from gvstore.report import headline, metrics_extra
@@ -78,9 +79,10 @@ def build(store: Store, params: Params, out: Path) -> Report:
     rep.metrics.update(metrics_extra.sections(ds, params, rep.files, out))
     if params.rounds.enabled:
         rep.metrics["rounds"] = _rounds(store, params, out, rep)
+    text = json_text(rep.metrics)  # NaN and infinities as null, tuples as lists
+    rep.metrics = json.loads(text)
     rep.files += headline.write(rep.metrics, out)
-    rep.files.append(write_atomic(out / FULL,
-                                  json.dumps(rep.metrics, indent=2, sort_keys=True) + "\n"))
+    rep.files.append(write_atomic(out / FULL, text))
     return rep
 
 

@@ -5,9 +5,9 @@ files). One file holding every number makes one row of thousands of characters; 
 headline is a folder, ``metrics/``, of small JSON files, one per row, each with a few scalar
 keys shared by its kind (paths under ``metrics/``):
 
-* ``gap/<task>/<generator>/<verifier>/r<round>/<spec>.json``: base, reweighted, gap, gap_lo,
-  gap_hi, unparsed (the share of the spec's verifications that did not parse, its worst
-  method's);
+* ``gap/<task>/<generator>/<verifier>/r<round>/<spec>.json``: base, gap, gap_lo, gap_hi,
+  unparsed (the share of the spec's verifications that did not parse, its worst method's);
+  the reweighted accuracy is base + gap (in ``report.json``: a column less in every row);
 * ``threshold/<task>/<generator>/<verifier>/r<round>/<sweep>.json``: value, gap, gap_lo,
   gap_hi of the held-out choice;
 * ``passk/<task>/<generator>/r<round>/k=<k>.json``: pass_at_k (a row per k keeps every row
@@ -69,8 +69,8 @@ def _groups(tree: dict[str, Any]) -> Iterator[tuple[list[str], Any]]:
 def rows(metrics: dict[str, Any]) -> Iterator[tuple[list[str], dict[str, Any]]]:
     """Every headline row of a report's metrics: (path parts under ``metrics/``, scalars)."""
     for parts, m in _groups(metrics.get("gap", {})):
-        yield ["gap", *parts], {k: m.get(k) for k in ("base", "reweighted", "gap", "gap_lo",
-                                                      "gap_hi", "unparsed")}
+        yield ["gap", *parts], {k: m.get(k) for k in ("base", "gap", "gap_lo", "gap_hi",
+                                                      "unparsed")}
     for parts, d in _groups(metrics.get("selection", {})):
         if "held_out_value" in d:
             yield ["threshold", *parts], {"value": d["held_out_value"],
