@@ -202,6 +202,7 @@ def edges(tmp_path: Path) -> Projections:
     b.scores(b.gens(b.prompt("a"), [0, 0], model="wrong"), "mc", [0.2, 0.2])
     b.scores(b.gens(b.prompt("a"), [1, 0], model="null"), "cot_binary", [None, None])
     b.repeats(b.gens(b.prompt("b"), [0], model="null"), "cot_binary", [[None, None]])
+    b.scores(b.gens(b.prompt("a"), [1, 0, 0], model="few"), "cot_binary", [1.0, None, None])
     return b.projections()
 
 
@@ -222,6 +223,9 @@ def test_one_class_and_no_scores_never_crash(edges: Projections) -> None:
         0, 3, 3, 1.0)
     assert null.auc is None and null.brier is None and null.ece is None
     assert null.brier_lo is None and "no parsed score" in (null.note or "")
+    few = rows["few", "cot_binary"]
+    assert few.parse_failure_rate == pytest.approx(2 / 3) and few.samples == 1
+    assert "mostly unparsed: 2 of 3" in (few.note or "") and "only correct" in (few.note or "")
     paths = write_quality_plots(list(rows.values()), edges.store.root.parent / "plots")
     assert [p.name for p in paths] == ["verifier_roc.png", "verifier_reliability.png",
                                        "verifier_scores.png"]

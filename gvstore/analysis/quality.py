@@ -240,14 +240,23 @@ def _stats_row(g: Group, method: str, utility: str, d: _Samples, bins: int,
     return row, over
 
 
+MOSTLY_UNPARSED = 0.5
+"""A parse-failure rate above this is flagged in the row's note."""
+
+
 def _note(d: _Samples, n: int, pos: int) -> str | None:
+    """What makes a row's numbers undefined or weak (None: nothing)."""
     if d.verified == 0:
         return "no verification of these graded samples"
     if n == 0:
         return f"no parsed score ({d.unparsed} of {d.verified} unparsed)"
+    out = []
+    if d.unparsed > MOSTLY_UNPARSED * d.verified:
+        out.append(f"mostly unparsed: {d.unparsed} of {d.verified} scores null, the "
+                   f"figures rest on {n} samples")
     if pos in (0, n):
-        return f"only {'correct' if pos else 'incorrect'} samples: AUC and ROC undefined"
-    return None
+        out.append(f"only {'correct' if pos else 'incorrect'} samples: AUC and ROC undefined")
+    return "; ".join(out) or None
 
 
 def _self_bias(rows: list[tuple[QualityRow, np.ndarray]], level: float) -> None:

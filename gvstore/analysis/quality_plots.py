@@ -51,7 +51,7 @@ def _by_panel(rows: Sequence[QualityRow]) -> list[tuple[str, list[QualityRow]]]:
 
 
 def _who(r: QualityRow) -> str:
-    return f"{r.generator} verified by {r.verifier}"
+    return f"{r.generator} verified by {r.verifier}" + (" (self)" if r.self_verification else "")
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -74,7 +74,8 @@ def roc_figure(rows: Sequence[QualityRow], path: Path) -> Path:
         for r in part:
             cv = r.curve
             if r.auc is None or not cv.fpr:
-                ax.plot([], [], label=f"{_who(r)}: AUC undefined ({r.note or 'no data'})")
+                why = "no scored samples" if not r.samples else "one class only"
+                ax.plot([], [], label=f"{_who(r)}: AUC undefined ({why})")
                 continue
             keep = _thin(len(cv.fpr))
             xs = [0.0] + [cv.fpr[i] for i in keep]
@@ -94,7 +95,7 @@ def roc_figure(rows: Sequence[QualityRow], path: Path) -> Path:
 def reliability_figure(rows: Sequence[QualityRow], path: Path) -> Path:
     """Reliability diagrams (see the module doc)."""
     panels = _by_panel(rows)
-    fig, axes = _panels(len(panels))
+    fig, axes = _panels(len(panels), height=4.0 + 0.2 * max(len(p) for _, p in panels))
     for ax, (title, part) in zip(axes, panels, strict=False):
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8,
                 label="perfect calibration")
@@ -118,7 +119,7 @@ def reliability_figure(rows: Sequence[QualityRow], path: Path) -> Path:
         ax.set_ylabel(f"accuracy in bin ({part[0].utility} utility)")
         ax.set_title(f"reliability, {title}", fontsize="small")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="x-small", loc="lower right",
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.14),
                   title=f"whiskers: {level:.0%} bootstrap interval" if part[0].resamples
                   else None, title_fontsize="x-small")
     return save(fig, path)
@@ -147,9 +148,11 @@ def _hist_panel(ax: Axes, r: QualityRow) -> None:
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.4 * top if top > 0 else 1.0)  # room for the legend
     ax.set_xlabel(f"{r.method} score" + (" (in [0, 1] as recorded)" if (lo, hi) == (0.0, 1.0)
-                                         else f" rescaled to [0, 1]: (s - {lo:g}) / {hi - lo:g}"))
+                                         else f" s rescaled to [0, 1]: (s - {lo:g}) / {hi - lo:g}"))
     ax.set_ylabel("share of the class's samples")
     extra = "" if r.self_bias is None else f", self-bias {r.self_bias:+.3f}"
+    if r.parse_failure_rate is not None and r.parse_failure_rate > 0.5:
+        extra += f"\nwarning: {r.parse_failure_rate:.0%} of scores unparsed"
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="x-small", loc="upper center", framealpha=0.85,
               title=f"overconfidence {_num(r.overconfidence)}{extra}",

@@ -45,22 +45,36 @@ def _share(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
+def _names_whole(t: Any) -> Any:
+    """Never wrap the name columns of ``t`` (a rich Table): a name is not cut mid-way."""
+    for col in t.columns:
+        if str(col.header) in LIFT:
+            col.no_wrap = True
+    return t
+
+
 def _summary(rows: list[Any]) -> object:
     r0 = rows[0]
-    return table(
+    return _names_whole(table(
         f"verifier quality ({r0.utility} utility, correct = utility >= 0.5; scores rescaled "
         f"to [0, 1]; [{r0.level:.0%} bootstrap interval over prompts])\n"
         "unparsed: verified graded samples with a null score; overconf: mean confidence - "
         "accuracy; self-bias: a self-verifier's overconf - its cross-verifiers' mean",
         [*LIFT, "prompts", "samples", "unparsed", "accuracy", "AUC", "Brier", "ECE",
-         "overconf", "self-bias", "note"],
+         "overconf", "self-bias"],
         [[r.task, r.generator, r.round, r.verifier, r.method, r.prompts, r.samples,
-          f"{r.unparsed}/{r.verified} ({_share(r.parse_failure_rate)})", r.accuracy,
+          Text(f"{_share(r.parse_failure_rate)}\nof {r.verified}"), r.accuracy,
           _ci(r.auc, r.auc_lo, r.auc_hi), _ci(r.brier, r.brier_lo, r.brier_hi),
           _ci(r.ece, r.ece_lo, r.ece_hi),
           _ci(r.overconfidence, r.overconfidence_lo, r.overconfidence_hi),
-          _ci(r.self_bias, r.self_bias_lo, r.self_bias_hi) if r.self_verification else "-",
-          r.note or ""] for r in rows], lift=LIFT[:-1])
+          _ci(r.self_bias, r.self_bias_lo, r.self_bias_hi) if r.self_verification else "-"]
+         for r in rows], lift=LIFT[:-1]))
+
+
+def _notes(rows: list[Any]) -> list[object]:
+    """One line per row with a note (undefined or weak figures)."""
+    return [f"note: {r.generator} verified by {r.verifier} ({r.task}, round {r.round}, "
+            f"{r.method}): {r.note}" for r in rows if r.note]
 
 
 def _thin(n: int, k: int) -> list[int]:
@@ -76,11 +90,11 @@ def _thresholds(rows: list[Any]) -> object:
         for i in _thin(len(cv.threshold), TABLE_THRESHOLDS):
             body.append([r.task, r.generator, r.round, r.verifier, r.method, cv.threshold[i],
                          cv.tp[i], cv.fp[i], cv.precision[i], cv.recall[i], cv.fpr[i]])
-    return table(
+    return _names_whole(table(
         "precision and recall at each threshold (keep s >= threshold, raw score units; at "
         f"most {TABLE_THRESHOLDS} evenly spaced of the distinct scores per verifier, --json "
         "has all)", [*LIFT, "threshold", "TP", "FP", "precision", "recall", "FPR"], body,
-        lift=LIFT)
+        lift=LIFT))
 
 
 def _reliability(rows: list[Any]) -> object:
@@ -89,11 +103,11 @@ def _reliability(rows: list[Any]) -> object:
              b.n, b.positives, b.n - b.positives, b.confidence,
              _ci(b.accuracy, b.accuracy_lo, b.accuracy_hi)]
             for r in rows for b in r.bins if b.n]
-    return table(
+    return _names_whole(table(
         "reliability diagram and score distribution by correctness (non-empty "
         "equal-width confidence bins)",
         [*LIFT, "bin", "samples", "correct", "incorrect", "confidence", "accuracy"], body,
-        lift=LIFT)
+        lift=LIFT))
 
 
 def verifier_cmd(
@@ -139,8 +153,9 @@ def verifier_cmd(
         paths = write_quality_plots(rows, plot)
     if skipped and not as_json:
         note(f"skipped {', '.join(skipped)}: no per-sample score (pairwise matches)")
-    tables = [_summary(rows)] if summary else [_summary(rows), _thresholds(rows),
-                                               _reliability(rows)]
+    tables = [_summary(rows), *_notes(rows)]
+    if not summary:
+        tables += [_thresholds(rows), _reliability(rows)]
     emit({"results": [r.to_dict() for r in rows], "skipped": skipped,
           "plots": [str(p) for p in paths]}, as_json, *tables,
          *([f"plots written to {', '.join(str(p) for p in paths)}"] if paths else []))
