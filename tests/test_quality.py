@@ -74,6 +74,9 @@ def test_counts_and_parse_failures(hand: Projections) -> None:
     assert r.accuracy == pytest.approx(5 / 9)
     assert r.scale == (1.0, 10.0)
     assert r.note is None and not r.self_verification
+    head = r.headline()
+    assert head["parse_failure_rate"] == pytest.approx(0.1) and head["method"] == "cot_score"
+    assert "curve" not in head and "bins" not in head and "scale" not in head
 
 
 def test_auc_by_hand_and_by_sklearn(hand: Projections) -> None:

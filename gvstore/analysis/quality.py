@@ -27,7 +27,7 @@ out (``auc_undefined_resamples`` counts them for the AUC).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -119,6 +119,12 @@ class QualityRow(AsDict):
     resamples: int = 0
     seed: int = 0
     level: float = DEFAULT_LEVEL
+
+    def headline(self) -> dict[str, object]:
+        """The row's scalar fields only (no curve, bins, scale or lists), in field order:
+        what a metrics file or a compact table holds."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if isinstance(getattr(self, f.name), (int, float, str, type(None)))}
 
 
 def _f(x: Any) -> float | None:
@@ -295,7 +301,8 @@ def quality_table(
     pairwise methods (``tournament``) are left out (``score_methods`` says which).
     ``max_thresholds`` keeps that many evenly spaced points of each ``curve`` (None: every
     distinct score). Groups without a graded sample are left out; rows come in the dataset's
-    group order, method by method. Draw them with ``quality_plots.write_quality_plots``.
+    group order, method by method. Draw them with ``quality_plots.write_quality_plots``;
+    ``row.to_dict()`` is everything (JSON-ready), ``row.headline()`` the scalars only.
     """
     if bins < 1:
         raise GvstoreError(f"bins must be >= 1, got {bins}")
