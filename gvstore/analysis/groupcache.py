@@ -311,9 +311,12 @@ function of prompts, resamples and seed) are kept there too."""
 
 
 def use_for_counts(cache: GroupCache | None) -> None:
+    """Keep the draw counts in ``cache``'s folder from now on (a copy that holds no
+    projections: counts do not come from them)."""
     global _counts_cache
     if cache is not None:
-        _counts_cache = cache
+        _counts_cache = GroupCache(cache.root, cache.name)
+        _counts_cache.folder = cache.folder
 
 
 def _counts_part(n_prompts: int, resamples: int, seed: int) -> str:
