@@ -11,6 +11,7 @@ its prompt's count.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -204,12 +205,9 @@ def interval(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     if values.shape[0] == 0:
         nan = np.full(values.shape[1:], np.nan)
         return nan, nan
-    with np.errstate(invalid="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
-            lo, hi = np.nanpercentile(values, [100 * a, 100 * (1 - a)], axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column gives NaN
+        lo, hi = np.nanpercentile(values, [100 * a, 100 * (1 - a)], axis=0)
     return lo, hi
 
 
