@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gvstore.analysis.specs import fmt_number
-from gvstore.analysis.verdicts import describe
 from gvstore.report.parsing import FLAG_ABOVE, warning
 
 if TYPE_CHECKING:
@@ -68,11 +67,12 @@ def views(metrics: dict[str, Any]) -> list[Table | str]:
     from gvstore.report import metrics_extra
 
     out: list[Table | str] = [table(
-        f"generation-verification gap ({metrics['utility']} utility; unparsed: the share of "
-        "the spec's verifications that did not parse, its worst method)", [
+        f"generation-verification gap ({metrics['utility']} utility; unparsed: share of the "
+        "spec's verifications that did not parse, its worst method's)", [
             "task", "generator", "verifier", "round", "spec", "prompts", "base", "reweighted",
-            "gap [95% CI]", "rel gap", "verdict", "unparsed"], _gap_rows(metrics["gap"]),
-        lift=("generator", "verifier", "round"))]
+            "gap [95% CI]", "rel gap", "verdict", "unparsed"], rows,
+        lift=("task", "generator", "verifier", "round"))
+        for rows in _by_task(_gap_rows(metrics["gap"]))]
     out += parse_views(metrics.get("parse", []))
     sel = _selection_rows(metrics["selection"])
     if sel:
@@ -94,18 +94,33 @@ def views(metrics: dict[str, Any]) -> list[Table | str]:
     return out
 
 
+def _by_task(rows: list[list[Any]]) -> list[list[list[Any]]]:
+    """Rows split into one table per task (the first cell), in order."""
+    out: dict[Any, list[list[Any]]] = {}
+    for r in rows:
+        out.setdefault(r[0], []).append(r)
+    return list(out.values()) or [[]]
+
+
 def pct(x: float | None) -> str:
     """A share as a percentage cell (``-`` for None)."""
     return "-" if x is None else f"{100.0 * x:.0f}%"
 
 
 def _gap_rows(gaps: dict[str, Any]) -> list[list[Any]]:
-    from gvstore.output import fmt
+    """The gap table's rows (the verdict above the prompts that would decide it, where the
+    verdict gives them: ``inconclusive`` / ``~62 to decide``)."""
+    from gvstore.output import fmt, styled
+
+    def verdict(m: dict[str, Any]) -> Any:
+        n = m.get("prompts_to_decide")
+        return styled(m["verdict"] + ("" if n is None else f"\n~{n:,} to decide"),
+                      multiline=True)
 
     return [[task, gen, ver, int(rnd.removeprefix("round")), spec, m["prompts"], m["base"],
-             m["reweighted"], f"{fmt(m['gap'])} [{fmt(m['gap_lo'])}, {fmt(m['gap_hi'])}]",
-             m["rel_gap"], describe(m["verdict"], m.get("prompts_to_decide")),
-             _unparsed_cell(m)]
+             m["reweighted"],
+             f"{fmt(m['gap'])} [{fmt(m['gap_lo'])}, {fmt(m['gap_hi'])}]",
+             m["rel_gap"], verdict(m), _unparsed_cell(m)]
             for task, gens in gaps.items() for gen, vers in gens.items()
             for ver, rounds in vers.items() for rnd, specs in rounds.items()
             for spec, m in specs.items()]
