@@ -74,9 +74,10 @@ def prompt_order(starts: np.ndarray, pidx: np.ndarray, s: np.ndarray) -> np.ndar
 
 class PromptSort:
     """The per-prompt ascending order of one score array ``s``: ``order`` (``prompt_order``),
-    ``sorted`` (``s[order]``) and ``count`` (per prompt, its non-null scores: the first
-    ``count`` of its sorted rows, NaN sorting last). Each is computed on first use, unless
-    ``given`` has it (the group cache saves them; a warm call does not sort)."""
+    ``sorted`` (``s[order]``), ``count`` (per prompt, its non-null scores: the first
+    ``count`` of its sorted rows, NaN sorting last) and ``ranks`` (``weights.Sorted.ranks``).
+    Each is computed on first use, unless ``given`` has it (the group cache saves them; a
+    warm call does not sort or rank)."""
 
     def __init__(self, starts: np.ndarray, pidx: np.ndarray, s: np.ndarray,
                  given: Mapping[str, np.ndarray] | None = None) -> None:
@@ -112,6 +113,36 @@ class PromptSort:
             ).astype(np.int64)
         return got
 
+    @property
+    def ranks(self) -> np.ndarray:
+        """Per row: (average rank - 1) / (k - 1) among its prompt's k non-null scores (0.5 if
+        k = 1; ties share their average rank); NaN for a null score (read-only use)."""
+        got = self._get("ranks")
+        if got is None:
+            got = self._got["ranks"] = self._ranks()
+        return got
+
+    def _ranks(self) -> np.ndarray:
+        v = self.sorted
+        n = v.size
+        pidx = self.pidx  # rows are in prompt order, so the sorted rows' prompts are pidx too
+        i = np.arange(n)
+        head = np.ones(n, dtype=bool)
+        head[1:] = (v[1:] != v[:-1]) | (pidx[1:] != pidx[:-1])
+        tail = np.ones(n, dtype=bool)
+        tail[:-1] = head[1:]
+        first = np.maximum.accumulate(np.where(head, i, 0))
+        last = np.minimum.accumulate(np.where(tail, i, n)[::-1])[::-1]
+        rank0 = (first + last) / 2.0 - self.starts[:-1][pidx]  # 0-based average rank
+        k = self.count[pidx].astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.where(k > 1, rank0 / (k - 1.0), 0.5)
+        r[np.isnan(v)] = np.nan
+        out = np.empty(n)
+        out[self.order] = r
+        return out
+
     def arrays(self) -> dict[str, np.ndarray]:
-        """All three (computed now if need be): what the group cache saves."""
-        return {"order": self.order, "sorted": self.sorted, "count": self.count}
+        """All four (computed now if need be): what the group cache saves."""
+        return {"order": self.order, "sorted": self.sorted, "count": self.count,
+                "ranks": self.ranks}

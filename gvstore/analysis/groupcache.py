@@ -43,7 +43,7 @@ from gvstore.io import write_atomic
 if TYPE_CHECKING:
     from gvstore.replay import Projections
 
-VERSION = "1"
+VERSION = "2"  # 2: method sets keep ranks
 SLICE_FIELDS = ("gen", "prompt", "sample_index", "utility", "pidx", "prompts", "starts",
                 "gen_order")
 """The arrays of one (task, generator, round) slice (``frames.Group`` fields)."""
@@ -285,7 +285,7 @@ def read_entries(
             for k, e in enumerate(entries)], got[1]
 
 
-SORT_ARRAYS = ("order", "sorted", "count")
+SORT_ARRAYS = ("order", "sorted", "count", "ranks")
 
 
 def read_method(

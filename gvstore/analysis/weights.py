@@ -75,26 +75,10 @@ class Sorted:
 
     def ranks(self) -> np.ndarray:
         """Per row: (average rank - 1) / (k - 1) among its prompt's k non-null scores (0.5 if
-        k = 1; ties share their average rank); NaN for a null score."""
-        g = self.group
-        v = self.sorted
-        n = v.size
-        pidx = g.pidx  # rows are in prompt order, so the sorted rows' prompts are pidx too
-        i = np.arange(n)
-        head = np.ones(n, dtype=bool)
-        head[1:] = (v[1:] != v[:-1]) | (pidx[1:] != pidx[:-1])
-        tail = np.ones(n, dtype=bool)
-        tail[:-1] = head[1:]
-        first = np.maximum.accumulate(np.where(head, i, 0))
-        last = np.minimum.accumulate(np.where(tail, i, n)[::-1])[::-1]
-        rank0 = (first + last) / 2.0 - g.starts[:-1][pidx]  # 0-based average rank
-        k = self.count[pidx].astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.where(k > 1, rank0 / (k - 1.0), 0.5)
-        r[np.isnan(v)] = np.nan
-        out = np.empty(n)
-        out[self.order] = r
-        return out
+        k = 1; ties share their average rank); NaN for a null score (``arrays.PromptSort``;
+        the group cache keeps a method's, so a warm ``mean(...)`` does not rank). A copy:
+        the caller may change it."""
+        return self._sort.ranks.copy()
 
 
 def recorded_rounds(comps: pl.DataFrame | None) -> int:
