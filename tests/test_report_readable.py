@@ -216,7 +216,8 @@ def test_degenerate_sweep_is_a_warning_and_the_choice_is_marked(
     assert "warning: a, generator g, verifier v: 1 value swept" in warning
     gap_ax = fig.axes[0]
     labels = gap_ax.get_legend_handles_labels()[1]
-    assert labels == ["generator g, verifier v (b)", "95% bootstrap interval",
+    assert labels == ["generator g, verifier v (b)",
+                      "95% bootstrap interval (shaded, each line's colour)",
                       "chosen (held-out) 2"]
     curves = [line for line in gap_ax.get_lines() if len(line.get_xdata()) > 2]
     assert len(curves) == 1  # the one-point group drew no line

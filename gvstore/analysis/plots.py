@@ -215,6 +215,7 @@ def sweep_figure(results: Sequence[SweepResult], path: Path,
     many_tasks = len({q.task for q in results}) > 1
     many_rounds = len({q.round for q in results}) > 1
     degenerate = list(notes)
+    drawn = 0
     for r in results:
         label = (f"generator {r.generator}, verifier {r.verifier}"
                  + (f" ({r.task})" if many_tasks else "")
@@ -224,7 +225,8 @@ def sweep_figure(results: Sequence[SweepResult], path: Path,
                               f"{len(r.points)} value swept (one parsed score value), no curve")
             continue
         value = (chosen or {}).get((r.task, r.generator, r.verifier, r.round))
-        _sweep_lines(axes, r, label, value)
+        _sweep_lines(axes, r, label, value, band_label=not drawn)
+        drawn += 1
     template = results[0].template if results else ""
     rule = results[0].rule if results else ""
     for ax, name in zip(axes, ("gap", "relative gap"), strict=True):
@@ -247,9 +249,10 @@ def sweep_figure(results: Sequence[SweepResult], path: Path,
     return save(fig, path, dpi=120)
 
 
-def _sweep_lines(axes: Sequence[Axes], r: SweepResult, label: str,
-                 chosen: float | None) -> None:
-    """One group's gap and relative gap lines, their interval bands and its chosen value."""
+def _sweep_lines(axes: Sequence[Axes], r: SweepResult, label: str, chosen: float | None,
+                 band_label: bool) -> None:
+    """One group's gap and relative gap lines, their interval bands (named in the legend
+    once, ``band_label``) and its chosen value."""
     x = [pt.value for pt in r.points]
     for ax, key in zip(axes, ("gap", "rel_gap"), strict=True):
         y = [getattr(pt, key) for pt in r.points]
@@ -257,7 +260,8 @@ def _sweep_lines(axes: Sequence[Axes], r: SweepResult, label: str,
         hi = [getattr(pt, key + "_hi") for pt in r.points]
         (line,) = ax.plot(x, y, marker="." if len(x) < 40 else None, label=label)
         ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color(),
-                        label="95% bootstrap interval" if key == "gap" else None)
+                        label="95% bootstrap interval (shaded, each line's colour)"
+                        if key == "gap" and band_label else None)
         if chosen is not None:
             ax.axvline(chosen, color=line.get_color(), linestyle=":", linewidth=1.2,
                        label=f"chosen (held-out) {chosen:g}" if key == "gap" else None)
