@@ -292,3 +292,20 @@ def test_tables_print_whole_numbers_as_integers_and_never_cut_a_spec() -> None:
     assert "│ mc:tau=1 " in text
     assert "│ 8 " in text and "│ 2 " in text and "0.0000" in text and "0.2500" in text
     assert "field" in text.splitlines()[2]
+
+
+def test_a_sweep_with_no_data_still_writes_the_files_dvc_yaml_names(tmp_path: Path) -> None:
+    from gvstore.synth import SynthConfig, generate
+
+    store = Store(tmp_path / "store")
+    with store.writer("synth") as w:
+        w.extend(generate(SynthConfig(prompts=4, samples=2, methods=("mc",), task="arith",
+                                      generator="g", verifier="v")))
+    path = _params(tmp_path, ["arith"], specs=["mc:quantile=0.5"],
+                   sweeps=["tournament:rounds"], resamples=0)
+    m = build(store, load(path), tmp_path / "reports").metrics
+    assert m["selection"] == {}
+    out = tmp_path / "reports"
+    assert (out / "plots" / "sweep-tournament_rounds.csv").read_text() == \
+        "group,value,gap,gap_lo,gap_hi,rel_gap,kept\n"
+    assert (out / "sweep-tournament_rounds.png").stat().st_size > 1000

@@ -204,13 +204,13 @@ def heatmap(path: Path, matrix: Sequence[Sequence[float | None]], row_labels: Se
 
 def sweep_figure(results: Sequence[SweepResult], path: Path,
                  chosen: Mapping[tuple[str, str, str, int], float] | None = None,
-                 notes: Sequence[str] = ()) -> Path:
+                 notes: Sequence[str] = (), template: str | None = None) -> Path:
     """Gap and relative gap against the swept value, one line per group (its generator and
     verifier in the legend) with its 95% interval as a labelled band, the held-out choice of
     ``chosen`` ((task, generator, verifier, round) -> value) marked by a dotted line. A group
     with fewer than two values (e.g. one parsed score value) is no curve: it is named in a
     warning drawn on the axes instead; ``notes`` are more warning lines (e.g. a method whose
-    scores mostly failed to parse)."""
+    scores mostly failed to parse); ``template`` names the sweep when ``results`` is empty."""
     fig, axes = _grid(11, 4.2 + 0.2 * (len(notes) + len(results)), 1, 2)
     many_tasks = len({q.task for q in results}) > 1
     many_rounds = len({q.round for q in results}) > 1
@@ -227,8 +227,8 @@ def sweep_figure(results: Sequence[SweepResult], path: Path,
         value = (chosen or {}).get((r.task, r.generator, r.verifier, r.round))
         _sweep_lines(axes, r, label, value, band_label=not drawn)
         drawn += 1
-    template = results[0].template if results else ""
-    rule = results[0].rule if results else ""
+    template = results[0].template if results else (template or "")
+    rule = results[0].rule if results else template.rpartition(":")[2]
     for ax, name in zip(axes, ("gap", "relative gap"), strict=True):
         ax.axhline(0.0, color="grey", lw=0.8)
         ax.set_xlabel(f"{rule} (the rule's value)")

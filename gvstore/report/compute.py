@@ -116,8 +116,6 @@ def _sweep(ds: Dataset, params: Params, text: str, out: Path, rep: Report) -> No
     rp = params.report
     tmpl = parse_template(text)
     results = sweep(ds, tmpl, resamples=rp.resamples, seed=params.base.seed)
-    if not results:
-        return
     rows = ["group,value,gap,gap_lo,gap_hi,rel_gap,kept"]
     chosen: dict[tuple[str, str, str, int], float] = {}
     notes: list[str] = []
@@ -140,10 +138,12 @@ def _sweep(ds: Dataset, params: Params, text: str, out: Path, rep: Report) -> No
             if "held_out_value" in sel:
                 chosen[(res.task, res.generator, res.verifier, res.round)] = \
                     sel["held_out_value"]
+    if not results:  # the files dvc.yaml names exist all the same, saying why they are empty
+        notes.append(f"no group has a graded sample scored by {text}")
     slug = headline.slug(text)
     rep.files.append(write_atomic(out / "plots" / f"sweep-{slug}.csv", "\n".join(rows) + "\n"))
     rep.files.append(sweep_figure(results, out / f"sweep-{slug}.png", chosen=chosen,
-                                           notes=notes))
+                                           notes=notes, template=text))
 
 
 def _selection(res: SweepResult, tmpl: Any, params: Params) -> dict[str, Any]:
