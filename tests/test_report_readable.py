@@ -301,11 +301,13 @@ def test_a_sweep_with_no_data_still_writes_the_files_dvc_yaml_names(tmp_path: Pa
     with store.writer("synth") as w:
         w.extend(generate(SynthConfig(prompts=4, samples=2, methods=("mc",), task="arith",
                                       generator="g", verifier="v")))
-    path = _params(tmp_path, ["arith"], specs=["mc:quantile=0.5"],
-                   sweeps=["tournament:rounds"], resamples=0)
+    path = _params(tmp_path, ["arith"], specs=["or(mc:quantile=0.5,mc:tau=0.9)"],
+                   sweeps=["tournament:rounds"],
+                   resamples=0)
     m = build(store, load(path), tmp_path / "reports").metrics
     assert m["selection"] == {}
     out = tmp_path / "reports"
     assert (out / "plots" / "sweep-tournament_rounds.csv").read_text() == \
         "group,value,gap,gap_lo,gap_hi,rel_gap,kept\n"
     assert (out / "sweep-tournament_rounds.png").stat().st_size > 1000
+    assert m["nscale"] == [] and (out / "nscale.png").is_file()  # no spec with a rule

@@ -79,6 +79,16 @@ def save(fig: Figure, path: Path, dpi: float | None = None) -> Path:
     return path
 
 
+def notice_figure(path: Path, title: str, text: str) -> Path:
+    """A PNG that says why a figure has nothing to draw (a report's file always exists)."""
+    fig, (ax,) = _figure(6.0, 2.0)
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, text, ha="center", va="center", color="tab:red", wrap=True,
+            transform=ax.transAxes)
+    return save(fig, path)
+
+
 def passk_curve(path: Path, curves: Sequence[Curve], title: str = "pass@k") -> Path:
     """pass@k against k (log2 axis, ticks at the ks drawn, as integers) for each labelled
     curve."""

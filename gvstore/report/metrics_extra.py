@@ -51,9 +51,21 @@ def _quality(ds: Dataset, params: Params, files: list[Path], out: Path) -> Any:
         rows = quality_table(ds, None, resamples=params.report.resamples,
                              seed=params.base.seed, max_thresholds=CURVE_POINTS)
     except GvstoreError as exc:
+        _notices(files, out, ("verifier_roc", "verifier_reliability", "verifier_scores"),
+                 str(exc))
         return {"error": str(exc)}
     files += write_quality_plots(rows, out, prefix="verifier")
+    if not rows:
+        _notices(files, out, ("verifier_roc", "verifier_reliability", "verifier_scores"),
+                 "no graded sample has a score of mc, cot_binary or cot_score")
     return [r.to_dict() for r in rows]
+
+
+def _notices(files: list[Path], out: Path, names: tuple[str, ...], why: str) -> None:
+    """PNGs that say why they are empty (``dvc plots show`` finds every file it names)."""
+    from gvstore.analysis.plots import notice_figure
+
+    files += [notice_figure(out / f"{n}.png", n, why) for n in names]
 
 
 def nscale_specs(specs: list[str]) -> list[str]:
@@ -77,15 +89,17 @@ def _nscale(ds: Dataset, params: Params, files: list[Path], out: Path) -> Any:
     from gvstore.analysis.nscale import nscale_table
 
     specs = nscale_specs(list(params.report.specs))
-    if not specs:
-        return []
     try:
         results = nscale_table(ds, specs, resamples=params.report.resamples,
-                               seed=params.base.seed)
+                               seed=params.base.seed) if specs else []
     except GvstoreError as exc:
+        _notices(files, out, ("nscale",), str(exc))
         return {"error": str(exc)}
     if results:
         files.append(nscale_figure(results, out / "nscale.png"))
+    else:
+        _notices(files, out, ("nscale",), "no report.specs spec is one score with a rule"
+                 if not specs else "no group has a graded sample scored by those specs")
     return [r.to_dict() for r in results]
 
 
