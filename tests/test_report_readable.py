@@ -311,3 +311,12 @@ def test_a_sweep_with_no_data_still_writes_the_files_dvc_yaml_names(tmp_path: Pa
         "group,value,gap,gap_lo,gap_hi,rel_gap,kept\n"
     assert (out / "sweep-tournament_rounds.png").stat().st_size > 1000
     assert m["nscale"] == [] and (out / "nscale.png").is_file()  # no spec with a rule
+
+
+def test_headline_paths_are_safe_whatever_the_names() -> None:
+    from gvstore.report.headline import slug
+
+    assert slug("..") == "_.." and slug(".") == "_." and slug("") == "_"
+    assert slug("a/../b") == "a_.._b" and slug("$\\frac{$") == "frac"
+    assert slug("and(mc:quantile=0.8,cot_binary:tau=1)") == \
+        "and_mc_quantile=0.8_cot_binary_tau=1"
