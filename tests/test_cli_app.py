@@ -127,3 +127,23 @@ def test_a_bad_spec_keeps_its_caret_everywhere(store: Path) -> None:
 
 def test_main_returns_the_exit_status(tmp_path: Path) -> None:
     assert main(["store", "stats", "--store", str(tmp_path / "absent")]) == 1
+
+
+def test_main_adds_only_the_command_it_runs() -> None:
+    from gvstore.cli.app import COMMANDS, build_app, command_name
+
+    assert command_name(["--store", "x", "gap", "mc:tau=1"]) == "gap"
+    assert command_name(["--store=x", "--debug", "store", "verify"]) == "store"
+    assert command_name(["--skip-damaged", "--", "passk"]) == "passk"
+    assert command_name(["--store", "gap"]) is None  # "gap" is the store's path here
+    assert command_name(["--help"]) is None
+    # every command the full app has is in the table, so main can add it alone
+    full = {c.name for c in build_app().registered_commands} | {
+        g.name for g in build_app().registered_groups}
+    assert full == set(COMMANDS)
+    code = ("import contextlib, io, sys\nfrom gvstore.cli.app import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert main(['gap', '--help']) == 0\n"
+            "assert 'gvstore.cli.generate' not in sys.modules\n"
+            "assert 'gvstore.cli.quality' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -73,17 +73,6 @@ def _debug(ctx: typer.Context) -> bool:
 # its wait policy once, at torch's import (see gvstore/backends/threads.py).
 set_wait_policy()
 
-app = typer.Typer(
-    cls=_Group,
-    help="gvstore: measure and exploit the generation-verification gap of language models, "
-    "from content-addressed records.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-
-@app.callback()
 def _root(
     ctx: typer.Context,
     store: Annotated[
@@ -102,61 +91,99 @@ def _root(
                "skip_damaged": skip_damaged}
 
 
-def _register() -> None:
-    # Every command module imports only light modules at the top (no polars, numpy, torch or
-    # matplotlib: tests/test_cli_app.py), so `gvstore --help` stays fast; the heavy imports
-    # happen inside the command that needs them.
-    from gvstore.cli.analysis import register as register_analysis
-    from gvstore.cli.data import data_app
-    from gvstore.cli.ensembles import ensembles_cmd
-    from gvstore.cli.finetune import finetune_cmd
-    from gvstore.cli.generate import generate_cmd
-    from gvstore.cli.grade import grade_cmd
-    from gvstore.cli.metrics import corr_cmd, passk_cmd, variance_cmd
-    from gvstore.cli.model import prepare_model_cmd
-    from gvstore.cli.params import params_app
-    from gvstore.cli.report import report_cmd
-    from gvstore.cli.rounds import rounds_cmd
-    from gvstore.cli.scaling import scaling_cmd
-    from gvstore.cli.store import store_app
-    from gvstore.cli.tasks import tasks_app
-    from gvstore.cli.verify import verify_cmd
-
-    app.add_typer(store_app, name="store")
-    app.add_typer(params_app, name="params")
-    app.command("report")(report_cmd)
-    app.add_typer(data_app, name="data")
-    app.add_typer(tasks_app, name="tasks")
-    app.command("prepare-model")(prepare_model_cmd)
-    app.command("generate")(generate_cmd)
-    app.command("grade")(grade_cmd)
-    app.command("verify")(verify_cmd)
-    app.command("finetune")(finetune_cmd)
-    app.command("rounds")(rounds_cmd)
-    register_analysis(app)  # gap, sweep, cross, weights, export sft|pairs
-    app.command("passk")(passk_cmd)
-    app.command("corr")(corr_cmd)
-    app.command("variance")(variance_cmd)
-    app.command("scaling")(scaling_cmd)
-    from gvstore.cli.selection import register as register_selection
-
-    register_selection(app)  # select, nscale
-    app.command("ensembles")(ensembles_cmd)  # learned ensembles on held-out folds
-    from gvstore.cli.compare import register as register_compare
-
-    register_compare(app)  # transfer, compare
-    from gvstore.cli.quality import verifier_cmd
-
-    app.command("verifier")(verifier_cmd)  # verifier quality: ROC/AUC, calibration, self-bias
+# Every command: its name -> (module of gvstore.cli, attribute, how it is added): "command"
+# (a function), "typer" (a sub-app) or "register" (a function adding several commands).
+# Every command module imports only light modules at the top (no polars, numpy, torch or
+# matplotlib: tests/test_cli_app.py), so `gvstore --help` stays fast; the heavy imports
+# happen inside the command that needs them. ``main`` adds only the module of the command
+# it runs, so a warm `gvstore gap` imports no other command's module.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "store": ("store", "store_app", "typer"),
+    "params": ("params", "params_app", "typer"),
+    "report": ("report", "report_cmd", "command"),
+    "data": ("data", "data_app", "typer"),
+    "tasks": ("tasks", "tasks_app", "typer"),
+    "prepare-model": ("model", "prepare_model_cmd", "command"),
+    "generate": ("generate", "generate_cmd", "command"),
+    "grade": ("grade", "grade_cmd", "command"),
+    "verify": ("verify", "verify_cmd", "command"),
+    "finetune": ("finetune", "finetune_cmd", "command"),
+    "rounds": ("rounds", "rounds_cmd", "command"),
+    **{n: ("analysis", "register", "register")
+       for n in ("gap", "sweep", "cross", "weights", "export")},
+    "passk": ("metrics", "passk_cmd", "command"),
+    "corr": ("metrics", "corr_cmd", "command"),
+    "variance": ("metrics", "variance_cmd", "command"),
+    "scaling": ("scaling", "scaling_cmd", "command"),
+    "ensembles": ("ensembles", "ensembles_cmd", "command"),  # learned ensembles, held-out
+    **{n: ("selection", "register", "register") for n in ("select", "nscale")},
+    **{n: ("compare", "register", "register") for n in ("transfer", "compare")},
+    "verifier": ("quality", "verifier_cmd", "command"),  # ROC/AUC, calibration, self-bias
+}
+_ROOT_VALUE_OPTIONS = ("--store",)  # root options that take a value
 
 
-_register()
+def build_app(names: list[str] | None = None) -> typer.Typer:
+    """The app with the commands ``names`` (all of them, in ``COMMANDS`` order, if None)."""
+    import importlib
+
+    app = typer.Typer(
+        cls=_Group,
+        help="gvstore: measure and exploit the generation-verification gap of language "
+        "models, from content-addressed records.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    app.callback()(_root)
+    done: set[tuple[str, str]] = set()
+    for name in names if names is not None else list(COMMANDS):
+        module, attr, how = COMMANDS[name]
+        if (module, attr) in done:
+            continue
+        done.add((module, attr))
+        obj = getattr(importlib.import_module(f"gvstore.cli.{module}"), attr)
+        if how == "typer":
+            app.add_typer(obj, name=name)
+        elif how == "command":
+            app.command(name)(obj)
+        else:
+            obj(app)
+    return app
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The command an argument list runs (its first word past the root options), if any."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return argv[i + 1] if i + 1 < len(argv) else None
+        if not arg.startswith("-"):
+            return arg
+        i += 2 if arg in _ROOT_VALUE_OPTIONS else 1
+    return None
+
+
+_FULL: list[typer.Typer] = []
+
+
+def __getattr__(name: str) -> Any:
+    # ``app``: the app with every command (built on first use; tests and typer's tools use it)
+    if name == "app":
+        if not _FULL:
+            _FULL.append(build_app())
+        return _FULL[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, return its exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    name = command_name(args)
+    app = build_app([name] if name in COMMANDS else None)
     try:
-        app(args=argv, prog_name="gvstore", standalone_mode=True)
+        app(args=args, prog_name="gvstore", standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
