@@ -59,7 +59,7 @@ def test_gap_json(app: typer.Typer, store: Path) -> None:
     for r in rows:
         lo, hi = r["gap_lo"], r["gap_hi"]
         assert r["verdict"] == ("improvable" if lo > 0 else "worse" if hi < 0
-                                else "no gap" if -0.005 <= lo and hi <= 0.005
+                                else "no gap" if lo >= -0.005 and hi <= 0.005
                                 else "inconclusive")
     code2, out2 = run(app, store, "gap", "mc:quantile=0.8", "cot_score:tau=8", "--json",
                       "--resamples", "200")
