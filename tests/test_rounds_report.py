@@ -369,6 +369,17 @@ def test_without_heldout_prompts_the_report_is_as_before(chain: Projections,
     assert [p.name for p in write_series(rep, tmp_path)] == ["rounds.csv", "rounds-passk.csv"]
 
 
+def test_the_rounds_table_says_each_gap_verdict(chain: Projections) -> None:
+    from gvstore.report import rounds_views
+
+    table, *_ = rounds_views(report(chain).to_dict())
+    gaps = list(table.columns[7].cells)
+    # round 0: [0, 0.25] on 2 prompts is inconclusive, decided at ~8 prompts (by hand in
+    # test above); round 2 has no verifier, so no gap and no verdict
+    assert str(gaps[0]).endswith("\ninconclusive (~8 to decide)")
+    assert "\n" not in str(gaps[2])
+
+
 def test_passk_columns_go_by_k_as_a_number_after_a_json_round_trip() -> None:
     """metrics.json sorts its keys as text (pass@16 before pass@2); the report's pass@k table
     lists them by k."""

@@ -48,13 +48,17 @@ def rounds_views(d: dict[str, Any]) -> list[Table | str]:
 
 def _round_cells(r: dict[str, Any], ks: list[str]) -> list[Any]:
     """One round's cells of the rounds table (``RoundRow.to_dict()``)."""
-    from gvstore.output import fmt
+    from gvstore.output import fmt, styled
 
     gap = (f"{fmt(r['gap'])} [{fmt(r['gap_lo'])}, {fmt(r['gap_hi'])}]"
            if r["gap"] is not None else "-")
+    if r["gap"] is not None and r.get("verdict"):  # the gap's verdict under it
+        n = r.get("prompts_to_decide")
+        gap += f"\n{r['verdict']}" + ("" if n is None else f" (~{n:,} to decide)")
     verifier = "self" if r["verifier"] == r["model"] else (r["verifier"] or "-")
     return [r["round"], r["model"], verifier, r["prompts"], r["samples"], r["acc_strict"],
-            r["acc_flexible"], gap, r["rel_gap"], *(r["pass_at_k"].get(k) for k in ks),
+            r["acc_flexible"], styled(gap, multiline=True), r["rel_gap"],
+            *(r["pass_at_k"].get(k) for k in ks),
             r["effective_answers"], r["distinct_answers"]]
 
 
