@@ -51,7 +51,9 @@ def _by_panel(rows: Sequence[QualityRow]) -> list[tuple[str, list[QualityRow]]]:
 
 
 def _who(r: QualityRow) -> str:
-    return f"{r.generator} verified by {r.verifier}" + (" (self)" if r.self_verification else "")
+    # two lines, so a legend under a panel stays within the panel's width
+    return f"{r.generator}\nverified by {r.verifier}" + (" (self)" if r.self_verification
+                                                          else "")
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -112,7 +114,7 @@ def reliability_figure(rows: Sequence[QualityRow], path: Path) -> Path:
                    [abs((b.accuracy_hi if b.accuracy_hi is not None else y) - y)
                     for y, b in zip(ys, full, strict=True)]]
             ax.errorbar(xs, ys, yerr=err, marker="o", markersize=4, capsize=3, linewidth=1.2,
-                        label=f"{_who(r)}: ECE {_num(r.ece)}, Brier {_num(r.brier)}")
+                        label=f"{_who(r)}:\nECE {_num(r.ece)}, Brier {_num(r.brier)}")
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.05)
         ax.set_xlabel(f"mean confidence in bin ({len(part[0].bins)} equal-width bins)")
