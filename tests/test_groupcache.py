@@ -92,7 +92,11 @@ def test_warm_equals_cold_and_reads_no_projections(tmp_path: Path) -> None:
     assert warm.proj._frames is None  # gaps (tournament too) from the cache alone
     assert numbers(Dataset(Projections(store))) == cold
     g = Dataset(Projections(store)).groups(("mc",))[0]
-    assert isinstance(g.utility, np.ndarray) and g.utility.flags.writeable  # copy-on-write
+    # warm arrays are read-only (shared with the page cache): writing to one is an error,
+    # never a change to the cache file
+    assert isinstance(g.utility, np.ndarray) and not g.utility.flags.writeable
+    with pytest.raises(ValueError):
+        g.utility[0] = 0.5
     assert type(g.utility) is np.ndarray and g.gen.dtype == np.uint64
 
 
