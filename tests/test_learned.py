@@ -302,7 +302,7 @@ def test_cli_gap_and_ensembles(inverted: Projections, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["--store", root, "ensembles", "mc", "cot_score"])
     assert res.exit_code == 0 and "best hand-made" in res.output
     res = CliRunner().invoke(app, ["--store", root, "ensembles", "mc", "--folds", "1"])
-    assert res.exit_code == 1 and "folds= must be a whole number" in res.output
+    assert res.exit_code == 1 and "--folds takes a whole number from 2 to 1000, not 1" in res.output
 
 
 def test_learned_rule_chosen_or_fixed(inverted: Projections) -> None:

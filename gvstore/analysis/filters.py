@@ -39,7 +39,8 @@ class Filters:
         if self.rounds:
             gens = gens.filter(pl.col("round").is_in(self.rounds))
         if self.prompts:
-            gens = gens.filter(pl.col("prompt").is_in(pl.Series(self.prompts, dtype=pl.UInt64)))
+            gens = gens.filter(pl.col("prompt").is_in(
+                pl.Series(self.prompts, dtype=pl.UInt64).implode()))
         return gens
 
     def verifier_rows(self, frame: pl.DataFrame) -> pl.DataFrame:

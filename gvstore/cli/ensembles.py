@@ -57,6 +57,8 @@ def ensembles_cmd(
     from gvstore.analysis.specs import Learned, parse
     from gvstore.analysis.verdicts import describe
 
+    if not 2 <= folds <= 1000:  # say it of the flag, not of the spec built from it
+        raise GvstoreError(f"--folds takes a whole number from 2 to 1000, not {folds}")
     fixed = f"{rule}," if rule != "chosen" else ""
     spec = parse(f"learned(lr,{','.join(methods)}):{fixed}norm={norm},folds={folds},"
                  f"seed={fold_seed}")
