@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("journal", "lock", "projcache", "segments", "writer", "store", "store_check", "replay"),
     ("models", "params", "params_check", "tasks", "backends", "verifiers", "synth",
      "analysis.specs", "steps.finetune.config"),
-    ("analysis", "steps"),
+    ("analysis", "steps", "importers"),
     ("report", "output", "progress"),
     ("cli", "__main__"),
 ]

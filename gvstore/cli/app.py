@@ -119,6 +119,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     **{n: ("selection", "register", "register") for n in ("select", "nscale")},
     **{n: ("compare", "register", "register") for n in ("transfer", "compare")},
     "verifier": ("quality", "verifier_cmd", "command"),  # ROC/AUC, calibration, self-bias
+    "import": ("importing", "import_app", "typer"),  # samples made elsewhere
 }
 _ROOT_VALUE_OPTIONS = ("--store",)  # root options that take a value
 
