@@ -170,6 +170,8 @@ BAD = [
      "s.csv line 4: 4 fields, the header has 5"),
     ("csv", b'pid,y,ok,rm,rm2\np1,a,1,0.5,0.5\np1,b,maybe,0.5,0.5\n',
      "s.csv line 3: correctness column 'ok': expected a number, got 'maybe'"),
+    ("csv", b'pid,y,ok,rm,rm2\np1,a,1,0.5,0.5\np1,b,0,yes,0.5\n',
+     "s.csv line 3: score column 'rm': expected a number, got 'yes'"),
 ]
 
 

@@ -218,7 +218,7 @@ def _utility(v: Any, what: str) -> float | None:
 
 
 def _score(v: Any, col: ScoreColumn) -> float | None:
-    if isinstance(v, bool):
+    if isinstance(v, bool) or (isinstance(v, str) and v and not _NUMBER.fullmatch(v)):
         raise _Bad(f"score column {col.column!r}: expected a number, got {_show(v)}")
     x = _number(v, f"score column {col.column!r}")
     rng = get_method(col.method).score_range
