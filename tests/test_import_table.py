@@ -224,3 +224,26 @@ def test_data_text_in_errors_is_printed_as_text(app: typer.Typer, tmp_path: Path
     path = write_jsonl(tmp_path / "s.jsonl", [{**ROWS[0], "ok": hostile}])
     code, out = run(app, tmp_path / "st", "import", "table", str(path), *COLS)
     assert code == 1 and "[bold red]x[/bold red]" in out and "\x1b" not in out
+
+
+def test_a_known_task_is_graded_by_its_own_grader_too(app: typer.Typer, tmp_path: Path) -> None:
+    rows = [{"id": "a1", "q": "What is 2+3?", "ref": "5", "y": "The answer is 5.", "ok": 0,
+             "rm": 0.8},
+            {"id": "a1", "q": "What is 2+3?", "ref": "5", "y": "The answer is 6.", "ok": 0,
+             "rm": 0.4}]
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+    store = tmp_path / "st"
+    code, out = run(app, store, "import", "table", str(path), "--prompt-id", "id", "--prompt",
+                    "q", "--reference", "ref", "--sample", "y", "--correct", "ok", "--score",
+                    "rm", "--task", "arith", "--generator", "m1")
+    assert code == 0, out
+    code, out = run(app, store, "grade", "--json")
+    assert code == 0, out
+    code, out = run(app, store, "gap", "mc:tau=0.5", "--resamples", "10", "--json")
+    assert code == 1 and "several graders (arith, imported)" in out
+    for grader, base, gap in (("arith", 0.5, 0.5), ("imported", 0.0, 0.0)):
+        code, out = run(app, store, "gap", "mc:tau=0.5", "--resamples", "10", "--json",
+                        "--grader", grader)
+        assert code == 0, out
+        r = json.loads(out)["results"][0]
+        assert (r["base"], r["gap"]) == (base, gap)
