@@ -22,7 +22,7 @@ define REPRO
 	  echo "error: dvc repro failed (exit $$rc); the lines above say why (\`dvc repro\` without -q shows DVC's own)" >&2; exit $$rc; }
 endef
 
-.PHONY: setup setup-gpu study study-gpu test test-gpu test-slow lint bench
+.PHONY: setup setup-gpu study study-gpu test test-gpu test-slow test-browser lint bench
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,11 @@ test: $(STAMP)
 test-gpu: $(GPU_STAMP)
 	@$(GPU_BIN)/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" || { echo "error: torch in $(GPU_VENV) sees no CUDA device; the gpu tests need one" >&2; exit 1; }
 	$(GPU_BIN)/python -m pytest -m gpu -rs $(PYTEST_ARGS)
+
+## The viewer in a headless Chromium (skipped with a reason where none is installed:
+## apt-get install chromium).
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -m browser -rs tests/test_view_browser.py $(PYTEST_ARGS)
 
 ## Slow tests too, with a real llama.cpp server (its build compiles llama.cpp: ~10 min on 2 cores)
 test-slow: $(STAMP)

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("models", "params", "params_check", "tasks", "backends", "verifiers", "synth",
      "analysis.specs", "steps.finetune.config"),
     ("analysis", "steps", "importers"),
-    ("report", "output", "progress"),
+    ("report", "output", "progress", "view"),
     ("cli", "__main__"),
 ]
 PRINTING = ("cli",)  # the package's only printing layer (stages/ print too)

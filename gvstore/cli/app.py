@@ -120,6 +120,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     **{n: ("compare", "register", "register") for n in ("transfer", "compare")},
     "verifier": ("quality", "verifier_cmd", "command"),  # ROC/AUC, calibration, self-bias
     "import": ("importing", "import_app", "typer"),  # samples made elsewhere
+    "view": ("view", "view_cmd", "command"),  # a static HTML bundle of the samples
 }
 _ROOT_VALUE_OPTIONS = ("--store",)  # root options that take a value
 

@@ -1,0 +1,1 @@
+"""The sample viewer: a static HTML bundle of a store view (``gvstore view``)."""
