@@ -81,6 +81,12 @@ def test_prompt_samples_hostile_text_stays_text(bundle: tuple[Path, int]) -> Non
     assert "&lt;b&gt;yes&lt;/b&gt;" in samples  # a verifier's raw output, as text
 
 
+def test_a_click_on_a_prompt_row_loads_its_samples(bundle: tuple[Path, int]) -> None:
+    page, n = bundle
+    samples = _section(dump(page, f"#click={n}"), "sample-table")
+    assert samples.count("<tr class=") == 3 and "<pre>43</pre>" in samples
+
+
 def test_filters_change_the_samples_shown(bundle: tuple[Path, int]) -> None:
     page, n = bundle
     kept = _section(dump(page, f"#prompt={n}&keep=kept"), "sample-table")

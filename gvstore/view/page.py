@@ -5,7 +5,8 @@ The bundle puts two things into it: ``{{DATA}}``, the prompt index as a call
 call ``gvPrompt(<JSON>)`` loaded with a script element (browsers refuse ``fetch`` of
 ``file://``). The script inserts every text from data with ``textContent`` or as a text node,
 never as HTML. The address's fragment may name a starting state: ``#prompt=N&group=G``
-``&sort=gap|acc|disagree&keep=all|kept|rejected&correct=all|correct|wrong&q=TEXT``.
+``&sort=gap|acc|disagree&keep=all|kept|rejected&correct=all|correct|wrong&q=TEXT``;
+``click=N`` clicks prompt N's row of the list (what the browser test uses).
 """
 
 from __future__ import annotations
@@ -153,6 +154,10 @@ function start() {
   document.getElementById("fkeep").onchange = again;
   document.getElementById("fcorrect").onchange = again;
   if (p !== null && /^\d+$/.test(p)) openPrompt(Number(p));
+  var c = new URLSearchParams(window.location.hash.slice(1)).get("click");
+  document.querySelectorAll("#prompt-table tr.pick").forEach(function (tr) {
+    if (c !== null && tr.firstChild.textContent === c) tr.click();  // as a reader's click
+  });
 }
 """
 
