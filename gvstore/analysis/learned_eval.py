@@ -13,7 +13,8 @@ and seed). Four candidates, each with one held-out gap per prompt:
   nor q of fold f has seen fold f's grades;
 * ``best single``: among ``m:quantile=q`` for each method m and each q of the grid (``GRID``
   points from 0 to 1), the spec with the highest mean gap over the prompts of the other k - 1
-  folds (the first on ties, as ``sweep.select``) is applied to fold f's prompts;
+  folds (on ties the first candidate: methods in the order given, then q ascending) is
+  applied to fold f's prompts;
 * ``best hand-made`` (two or more methods): the same choice among ``mean(m1,...):quantile=q``,
   ``and(m1:quantile=q,...)`` and ``or(m1:quantile=q,...)`` (one q for every part).
 
@@ -38,6 +39,7 @@ from gvstore.analysis.frames import Dataset, Group
 from gvstore.analysis.gap import AsDict, Bootstrap, Graded
 from gvstore.analysis.learned import fold_models, fold_of
 from gvstore.analysis.specs import Combine, Leaf, Learned, Mean, Rule, Spec, with_value
+from gvstore.analysis.sweep import best_index
 from gvstore.analysis.weights import Weigher
 from gvstore.errors import GvstoreError
 
@@ -153,7 +155,7 @@ def learned_choice(weigher: Weigher, graded: Graded, spec: Learned, fold: np.nda
             continue
         w = Weigher(replace(weigher.group, scores={key: pred}))
         d, r = per_prompt(w, graded, [Leaf(key, Rule("quantile", q)) for q in qs])
-        j = int(np.argmax(d[~test].mean(axis=0))) if (~test).any() else 0
+        j = best_index(d[~test].mean(axis=0), qs) if (~test).any() else 0  # sweep's tie rule
         out_d[test], out_r[test] = d[test, j], r[test, j]
         picks.append(str(with_value(spec, qs[j])))
     return out_d, out_r, picks
