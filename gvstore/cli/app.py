@@ -9,6 +9,7 @@ caret line under the fault); any other exception becomes one line naming it and 
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -167,15 +168,15 @@ def command_name(argv: list[str]) -> str | None:
     return None
 
 
-_FULL: list[typer.Typer] = []
+@functools.cache
+def _full_app() -> typer.Typer:
+    return build_app()
 
 
 def __getattr__(name: str) -> Any:
     # ``app``: the app with every command (built on first use; tests and typer's tools use it)
     if name == "app":
-        if not _FULL:
-            _FULL.append(build_app())
-        return _FULL[0]
+        return _full_app()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
