@@ -285,6 +285,30 @@ def test_per_doc_grades_are_not_spread_over_repeats(tmp_path: Path) -> None:
     assert (got["prompts"], got["samples"], got["skipped"]) == (3, 12, 4)  # docs 3, 4 left out
 
 
+def test_one_repeat_takes_the_metric_as_the_grade(tmp_path: Path) -> None:
+    # lm-eval's usual layout with repeats: 1 and take_first (evaluator.py): resps [[r]],
+    # filtered_resps [answer], the doc's metric that sample's grade (no recomputation: the
+    # logged values are set to 1 - hand grade here, and the import follows them)
+    def one(raw: list[str]) -> list[str]:
+        out = []
+        for x in raw:
+            r = json.loads(x)
+            a = r["filtered_resps"][0][0]
+            r.update(resps=[r["resps"][0][:1]], filtered_resps=[a],
+                     exact_match=1.0 - hand_grade(a, r["target"]))
+            out.append(json.dumps(r))
+        return out
+
+    path = corrupt(tmp_path, one)
+    got = imported(tmp_path / "st", path)
+    assert (got["prompts"], got["samples"], got["repeats"]) == (5, 5, [1])
+    have = stored(tmp_path / "st")
+    expect = hand(lines())
+    for doc in range(5):
+        assert have[str(doc), 0][1:3] == (1.0 - expect[doc]["strict"][0],
+                                          1.0 - expect[doc]["flexible"][0])
+
+
 def test_loglikelihood_and_unknown_filters_are_errors(tmp_path: Path) -> None:
     mc = {"doc_id": 0, "doc": {}, "target": "1", "filter": "none", "metrics": ["acc"],
           "arguments": {"gen_args_0": {"arg_0": "Q?", "arg_1": " yes"},
