@@ -40,6 +40,7 @@ DATA = Path(__file__).parent / "data" / "lmeval"
 RUN = next((DATA / "output").glob("*/samples_gsm8k_local_*.jsonl")).parent
 SAMPLES = next(RUN.glob("samples_*.jsonl"))
 RESULTS = next(RUN.glob("results_*.json"))
+MORE = next((DATA / "output-more").glob("*/results_*.json")).parent  # take_first, multiple choice
 GEN = "smollm2-135m-instruct"
 
 
@@ -191,7 +192,7 @@ def test_gap_with_verifications_added_by_the_test(tmp_path: Path) -> None:
 
 def test_reimport_adds_nothing_folder_or_file(tmp_path: Path) -> None:
     store = tmp_path / "st"
-    first = imported(store, DATA)  # the folder: every samples file under it
+    first = imported(store, DATA / "output")  # the folder: every samples file under it
     assert [d["written"] for d in first["imports"]] == [45] and n_records(store) == 45
     assert first["imports"][0]["sha256"].endswith(
         __import__("hashlib").sha256(SAMPLES.read_bytes()).hexdigest())
@@ -307,6 +308,32 @@ def test_one_repeat_takes_the_metric_as_the_grade(tmp_path: Path) -> None:
     for doc in range(5):
         assert have[str(doc), 0][1:3] == (1.0 - expect[doc]["strict"][0],
                                           1.0 - expect[doc]["flexible"][0])
+
+
+def test_real_take_first_and_multiple_choice_files(tmp_path: Path) -> None:
+    store = tmp_path / "st"
+    # the folder: its take_first file is fine with --no-grades, but the multiple-choice file
+    # after it is refused, and every file is checked before any is written: nothing is
+    code, out = run(store, "import", "lm-eval", str(MORE), "--no-grades")
+    assert code == 1 and "samples_yesno_local_" in out and "loglikelihood" in out
+    assert n_records(store) == 0
+    (first,) = MORE.glob("samples_gsm8k_local_first_*.jsonl")
+    rows = lines(first)
+    assert all(isinstance(r["filtered_resps"][0], str) and len(r["resps"][0]) == 2
+               for r in rows)  # take_first: one answer per doc for 2 repeats
+    code, out = run(store, "import", "lm-eval", str(first))
+    assert code == 1 and "line 1: filter 'strict-match' keeps one answer per doc" in (
+        out.replace("\n", "")) and n_records(store) == 0
+    got = imported(store, first, "--no-grades", "--task", "gsm8k")
+    assert got["added"] == {"prompt": 2, "generation": 4}
+    code, out = run(store, "grade", "-q", "--json")
+    assert code == 0 and json.loads(out)["tasks"][0]["graded"] == 4, out
+    # the multiple-choice lines themselves are told apart without the results JSON too
+    (mc,) = MORE.glob("samples_yesno_local_*.jsonl")
+    bare = tmp_path / mc.name
+    shutil.copy(mc, bare)
+    code, out = run(store, "import", "lm-eval", str(bare), "--generator", "m")
+    assert code == 1 and f"{bare.name} line 1: a loglikelihood" in out.replace("\n", "")
 
 
 def test_loglikelihood_and_unknown_filters_are_errors(tmp_path: Path) -> None:
