@@ -263,7 +263,8 @@ class LogSamples:
 
 
 def _sample(got: LogSamples, s: Any, where: str,
-            seen: dict[tuple[str, int], tuple[str, str]]) -> tuple[Sample, tuple[str, ...]]:
+            seen: set[tuple[str, int]], texts: dict[str, tuple[str, str]],
+            ) -> tuple[Sample, tuple[str, ...]]:
     """One scored, error-free Inspect sample as a ``Sample`` and its verifiers' raw texts."""
     if not isinstance(s.epoch, int) or s.epoch < 1:
         raise _Bad(f"epoch {_show(s.epoch)} is not a whole number >= 1")
@@ -271,8 +272,7 @@ def _sample(got: LogSamples, s: Any, where: str,
     prompt, ref = _prompt_text(s.input), _reference(s.target)
     if (item, index) in seen:
         raise _Bad("this sample id and epoch are in the log twice")
-    first = next(((p, r) for (i, _), (p, r) in seen.items() if i == item), None)
-    if first is not None and first != (prompt, ref):
+    if texts.setdefault(item, (prompt, ref)) != (prompt, ref):
         raise _Bad("another input or target than the other epochs of this sample")
     scores = s.scores or {}
     grade = scores[got.grade]
@@ -295,7 +295,8 @@ def log_samples(path: Path, opts: Options) -> LogSamples:
     log = read_log(path)
     grade, cols = choose(log, opts, path)
     got = LogSamples(path=path, log=log, grade=grade, columns=cols)
-    seen: dict[tuple[str, int], tuple[str, str]] = {}
+    seen: set[tuple[str, int]] = set()
+    texts: dict[str, tuple[str, str]] = {}
     for s in log.samples:
         where = f"{path} sample {_show(s.id)} epoch {_show(s.epoch)}"
         if s.error is not None:
@@ -306,13 +307,13 @@ def log_samples(path: Path, opts: Options) -> LogSamples:
             got.unscored.append(where)
             continue
         try:
-            sample, raws = _sample(got, s, where, seen)
+            sample, raws = _sample(got, s, where, seen, texts)
         except _Bad as exc:
             if not opts.skip_bad:
                 raise GvstoreError(f"{where}: {exc}") from None
             got.bad.append(where)
             continue
-        seen[sample.item_id, sample.index] = (sample.prompt or "", sample.reference or "")
+        seen.add((sample.item_id, sample.index))
         got.samples.append(sample)
         got.raws.append(raws)
         got.no_output += s.output is None or not s.output.choices
