@@ -89,3 +89,7 @@ def _summary_table(d: dict[str, Any]) -> Any:
             ["records added", d["written"]], ["already in the store", d["already"]]]
     rows += [[f"  {k}s added", v] for k, v in sorted(d["added"].items())]
     return table("import table", ["", "value"], rows)
+
+
+# The other importers' commands register themselves on import_app (one module each).
+from gvstore.cli import import_inspect, import_lmeval  # noqa: E402,F401
