@@ -34,7 +34,19 @@ def view_cmd(
     task: TaskOpt = None, generator: GeneratorOpt = None, verifier: VerifierOpt = None,
     rnd: RoundOpt = None, grader: GraderOpt = None,
     resamples: ResamplesOpt = DEFAULT_RESAMPLES, seed: SeedOpt = 0,
-    level: LevelOpt = DEFAULT_LEVEL, store: StoreOpt = None, as_json: JsonOpt = False,
+    level: LevelOpt = DEFAULT_LEVEL,
+    plots: Annotated[bool, typer.Option(
+        "--plots/--no-plots", help="Draw the overview plots (sweeps, pass@k, verifier "
+        "quality) into the bundle.")] = True,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="Then serve the bundle over HTTP on this machine until Ctrl-C "
+        "(not needed to open it: index.html opens from disk).")] = False,
+    port: Annotated[int, typer.Option(
+        "--port", help="Port of --serve (0: any free port).")] = 8000,
+    host: Annotated[str, typer.Option(
+        "--host", help="Address --serve binds to (the default is this machine only).")
+    ] = "127.0.0.1",
+    store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Write a self-contained HTML viewer (open OUT/index.html from disk, no server): the gap
     table, per group the prompts sortable by gap, accuracy and verifier/ground-truth
@@ -49,7 +61,23 @@ def view_cmd(
     view = ViewData(get_store(ctx, store), parsed,
                     filters=make_filters(task, generator, verifier, rnd), grader=grader,
                     resamples=resamples, seed=seed, level=level)
-    rep = write_bundle(view, out)
-    t = table("viewer written", ["folder", "spec", "groups", "prompts", "samples"],
-              [[rep.out, rep.spec, rep.groups, rep.prompts, rep.samples]])
+    rep = write_bundle(view, out, plots=plots, resamples=resamples, seed=seed, level=level)
+    t = table("viewer written", ["folder", "spec", "groups", "prompts", "samples", "plots"],
+              [[rep.out, rep.spec, rep.groups, rep.prompts, rep.samples, rep.plots]])
     emit(rep.to_dict(), as_json, t, f"open {Path(rep.out) / 'index.html'} in a browser")
+    if serve:
+        _serve(Path(rep.out), host, port)
+
+
+def _serve(folder: Path, host: str, port: int) -> None:
+    from gvstore.cli.console import note
+    from gvstore.view.serve import server, url
+
+    srv = server(folder, host, port)
+    note(f"serving {folder} at {url(srv)} (Ctrl-C stops)")
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        note("stopped serving")
+    finally:
+        srv.server_close()

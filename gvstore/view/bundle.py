@@ -2,7 +2,8 @@
 
 ``OUT_DIR/index.html`` holds the page (CSS and JS inline) and the prompt index;
 ``OUT_DIR/p/<n>.js`` holds prompt ``n``'s samples as one call ``gvPrompt(<JSON>)``, loaded by
-a script element when the prompt is opened (browsers block ``fetch`` of ``file://``).
+a script element when the prompt is opened (browsers block ``fetch`` of ``file://``);
+``OUT_DIR/plots/`` the overview's figures (``view.plots``), which the index lists.
 
 Data is JSON with every non-ASCII character and ``<``, ``>``, ``&`` written as ``\\uXXXX``
 escapes (U+2028 and U+2029 too), so no text can end the script element or its string: a
@@ -19,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gvstore.analysis import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 from gvstore.errors import GvstoreError
 from gvstore.io import atomic_folder
 from gvstore.view.data import ViewData
 from gvstore.view.page import render
+from gvstore.view.plots import write_plots
 
 MARKER = ".gvstore-view"
 
@@ -42,6 +45,7 @@ class BundleReport:
     groups: int
     prompts: int
     samples: int
+    plots: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -56,8 +60,11 @@ def _check_out(out: Path) -> None:
                                "name a new or empty folder")
 
 
-def write_bundle(view: ViewData, out: Path | str) -> BundleReport:
-    """Write the bundle of ``view`` into ``out`` (see the module doc)."""
+def write_bundle(view: ViewData, out: Path | str, *, plots: bool = True,
+                 resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                 level: float = DEFAULT_LEVEL) -> BundleReport:
+    """Write the bundle of ``view`` into ``out`` (see the module doc); ``plots`` draws the
+    overview figures (``resamples``, ``seed`` and ``level``: their bootstrap intervals)."""
     out = Path(out)
     _check_out(out)
     index = view.index()
@@ -65,6 +72,8 @@ def write_bundle(view: ViewData, out: Path | str) -> BundleReport:
     with atomic_folder(out) as tmp:
         (tmp / "p").mkdir()
         (tmp / MARKER).write_text("gvstore view bundle\n", encoding="utf-8")
+        index["plots"] = (write_plots(view.ds, view.specs, tmp, resamples=resamples,
+                                      seed=seed, level=level) if plots else [])
         for n in range(len(view)):
             data = view.prompt_data(n)
             samples += len(data["samples"])
@@ -72,4 +81,5 @@ def write_bundle(view: ViewData, out: Path | str) -> BundleReport:
                                                encoding="ascii")
         (tmp / "index.html").write_text(render(f"gvIndex({encode(index)});"),
                                         encoding="utf-8")
-    return BundleReport(str(out), index["spec"], len(index["groups"]), len(view), samples)
+    return BundleReport(str(out), index["spec"], len(index["groups"]), len(view), samples,
+                        len(index["plots"]))

@@ -144,7 +144,8 @@ class ViewData:
             raise GvstoreError("the viewer needs at least one filter spec")
         self.store = store
         self.spec = specs[0]
-        ds = Dataset(proj or Projections(store), utility="strict", filters=filters,
+        self.specs = list(specs)
+        self.ds = ds = Dataset(proj or Projections(store), utility="strict", filters=filters,
                      grader=grader)
         self.overview = [{k: _num(v) if isinstance(v, float) else v
                           for k, v in r.to_dict().items()}

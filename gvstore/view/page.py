@@ -20,6 +20,9 @@ tr.pick{cursor:pointer} tr.pick:hover{background:#eef}
 pre{white-space:pre-wrap;word-break:break-word;margin:0;max-width:70em}
 .kept{background:#e8f6e8} .rejected{background:#fbeaea}
 .bar button,.bar select,.bar input{margin-right:.5em}
+.bar button.on{font-weight:bold;background:#dde}
+figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
+figure img{max-width:min(100%,60em);border:1px solid #ddd}
 """
 
 SCRIPT = r"""
@@ -58,6 +61,15 @@ function overview() {
   });
   sel.onchange = function () { GV.group = Number(sel.value); promptList(); };
 }
+function plots() {
+  var box = document.getElementById("plots");
+  (GV.index.plots || []).forEach(function (p) {
+    var fig = el("figure"), img = document.createElement("img");
+    img.src = p.file; img.alt = p.title;
+    fig.appendChild(img); fig.appendChild(el("figcaption", p.title)); box.appendChild(fig);
+  });
+  if (!box.firstChild) box.appendChild(el("p", "No plots in this bundle."));
+}
 function promptList() {
   var g = GV.index.groups[GV.group], q = document.getElementById("search").value.toLowerCase();
   var ps = g.prompts.filter(function (p) {
@@ -67,6 +79,9 @@ function promptList() {
   ps.sort(function (a, b) {
     var x = a[k] === null ? -Infinity : a[k], y = b[k] === null ? -Infinity : b[k];
     return x === y ? a.n - b.n : (x < y ? -sign : sign);
+  });
+  document.querySelectorAll("button[data-sort]").forEach(function (b) {
+    b.className = b.getAttribute("data-sort") === k ? "on" : "";
   });
   var t = el("table"), box = document.getElementById("prompts");
   t.id = "prompt-table";
@@ -142,7 +157,7 @@ function fromHash() {
 function start() {
   document.getElementById("spec").textContent = GV.index.spec;
   var p = fromHash();
-  overview(); document.getElementById("group").value = String(GV.group); promptList();
+  overview(); plots(); document.getElementById("group").value = String(GV.group); promptList();
   document.querySelectorAll("button[data-sort]").forEach(function (b) {
     b.onclick = function () { GV.sort = b.getAttribute("data-sort"); promptList(); };
   });
@@ -169,6 +184,7 @@ PAGE = """<!DOCTYPE html>
 <h1>gvstore view</h1>
 <p>Chosen spec: <code id="spec"></code></p>
 <h2>Gap table</h2><div id="overview"></div>
+<h2>Plots</h2><div id="plots"></div>
 <h2>Prompts</h2>
 <div class="bar"><select id="group"></select>
 sort by: <button data-sort="gap">gap</button><button data-sort="acc">accuracy</button>\
