@@ -107,8 +107,9 @@ def write_plots(ds: Dataset, specs: Sequence[Spec], out: Path, *,
     folder.mkdir(parents=True, exist_ok=True)
     entries: list[dict[str, str]] = []
     for tmpl in _sweep_templates(specs):
-        results = sweep(ds, tmpl, resamples=resamples, seed=seed, level=level)
-        text = str(replace(tmpl, rule=Rule(tmpl.rule.kind, None)))  # e.g. mc:tau
+        open_tmpl = replace(tmpl, rule=Rule(tmpl.rule.kind, None))  # e.g. mc:tau
+        results = sweep(ds, open_tmpl, resamples=resamples, seed=seed, level=level)
+        text = str(open_tmpl)
         name = f"sweep-{slug(text)}.png"
         sweep_figure(results, folder / name, template=text)
         entries.append({"file": f"{FOLDER}/{name}", "title": f"sweep of {text}"})
