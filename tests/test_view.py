@@ -22,9 +22,10 @@ HOSTILE = ("</script><script>document.title='pwned'</script>"
 MODEL = "<b>g</b>\x1b[31m"
 
 
-def make_store(root: Path, model: str = "g") -> StoreBuilder:
+def make_store(root: Path, model: str = "g", *, write: bool = True) -> StoreBuilder:
     """Prompt a: samples graded (1, 1, "42"), (0, 1, "41"), ungraded; mc 0.9, 0.2, 0.7.
-    Prompt b: samples graded 0, 0; mc 0.6, unparsed. mc:tau=0.5 keeps a0, a2, b0."""
+    Prompt b: samples graded 0, 0; mc 0.6, unparsed. mc:tau=0.5 keeps a0, a2, b0.
+    ``write=False`` leaves the records queued (a caller adds more, then writes)."""
     b = StoreBuilder(root)
     pa, pb = b.prompt("a", text="what is <6*7>?"), b.prompt("b")
     ga = [b.generation(pa, i, t, model=model) for i, t in enumerate([HOSTILE, "41", "43"])]
@@ -35,7 +36,8 @@ def make_store(root: Path, model: str = "g") -> StoreBuilder:
     b.scores(ga[1:], "mc", [0.2, 0.7])
     gb = b.gens(pb, [0.0, 0.0], model=model)
     b.scores(gb, "mc", [0.6, None])
-    b.write()
+    if write:
+        b.write()
     return b
 
 

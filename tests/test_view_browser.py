@@ -32,9 +32,9 @@ from typing import Any
 import pytest
 from helpers import StoreBuilder
 from test_view import HOSTILE, MODEL
+from test_view import make_store as view_store
 
 from gvstore.analysis.specs import parse
-from gvstore.records import Verification
 from gvstore.view.bundle import write_bundle
 from gvstore.view.data import ViewData
 
@@ -47,16 +47,9 @@ pytestmark = [
 
 
 def make_store(root: Path) -> StoreBuilder:
-    b = StoreBuilder(root)
-    pa, pb, pc = b.prompt("a", text="what is <6*7>?"), b.prompt("b"), b.prompt("c")
-    ga = [b.generation(pa, i, t, model=MODEL) for i, t in enumerate([HOSTILE, "41", "43"])]
-    b.grade(ga[0], 1.0, 1.0, "42")
-    b.grade(ga[1], 0.0, 1.0, "41")
-    b.add(Verification(generation_id=ga[0].id, verifier="v", method="mc", score=0.9,
-                       raw="<b>yes</b>"))
-    b.scores(ga[1:], "mc", [0.2, 0.7])
-    gb = b.gens(pb, [0.0, 0.0], model=MODEL)
-    b.scores(gb, "mc", [0.6, None])
+    """test_view's store (prompts a and b), with prompt c and verifier w added."""
+    b = view_store(root, MODEL, write=False)
+    pc = b.prompt("c")
     gc = b.gens(pc, [1.0, 1.0, 1.0, 0.0], model=MODEL)
     b.scores(gc, "mc", [0.1, 0.9, 0.8, 0.2])
     b.scores(gc, "mc", [0.9, 0.1, 0.1, 0.1], verifier="w")

@@ -59,6 +59,15 @@ def check_ks(ks: Iterable[int]) -> list[int]:
     return out
 
 
+def powers_of_two(n: int) -> list[int]:
+    """The default ks: 1, 2, 4, ... up to ``n`` (the most samples a prompt has)."""
+    ks, k = [], 1
+    while k <= n:
+        ks.append(k)
+        k *= 2
+    return ks
+
+
 def pass_at_k_matrix(n: np.ndarray, c: np.ndarray, ks: Sequence[int]) -> np.ndarray:
     """pass@k of many prompts at once: shape ``(len(n), len(ks))``; NaN where ``k > n``.
 

@@ -81,14 +81,6 @@ def parse_ks(text: str) -> list[int]:
     return sorted(ks)
 
 
-def _powers_of_two(n: int) -> list[int]:
-    ks, k = [], 1
-    while k <= n:
-        ks.append(k)
-        k *= 2
-    return ks
-
-
 def passk_cmd(
     ctx: typer.Context,
     k: Annotated[
@@ -108,7 +100,7 @@ def passk_cmd(
     import polars as pl
 
     from gvstore.analysis.frames import base_frame
-    from gvstore.analysis.passk import pass_at_k_table
+    from gvstore.analysis.passk import pass_at_k_table, powers_of_two
 
     frame = base_frame(projections(ctx, store), utility=utility, grader=grader,
                        filters=make_filters(task, generator, rnd=round_))
@@ -117,7 +109,7 @@ def passk_cmd(
         raise GvstoreError("no graded generations match the filters")
     if k is None:
         most = int(graded.group_by("prompt").len()["len"].max())  # type: ignore[arg-type]
-        ks = _powers_of_two(most)
+        ks = powers_of_two(most)
     else:
         ks = parse_ks(k)
     result = pass_at_k_table(frame, ks)

@@ -45,22 +45,14 @@ def _sweep_templates(specs: Sequence[Spec]) -> list[Leaf | Mean]:
     return out
 
 
-def _powers(n_max: int) -> list[int]:
-    ks, k = [], 1
-    while k <= n_max:
-        ks.append(k)
-        k *= 2
-    return ks
-
-
 def _passk(ds: Dataset, folder: Path) -> list[dict[str, str]]:
-    from gvstore.analysis.passk import pass_at_k_table
+    from gvstore.analysis.passk import pass_at_k_table, powers_of_two
     from gvstore.analysis.plots import passk_curve
 
     frame = ds.base_frame()
     if frame.height == 0:
         return []
-    ks = _powers(int(frame.group_by("prompt").len()["len"].max() or 0))  # type: ignore[arg-type]
+    ks = powers_of_two(int(frame.group_by("prompt").len()["len"].max() or 0))  # type: ignore[arg-type]
     curves: dict[str, tuple[list[float], list[float]]] = {}
     for row in pass_at_k_table(frame, ks).iter_rows(named=True):
         if row["pass_at_k"] is not None:
