@@ -306,3 +306,7 @@ def register(app: typer.Typer) -> None:
     app.command("cross")(cross_cmd)
     app.command("weights")(weights_cmd)
     app.add_typer(export_app, name="export")
+
+
+# Other export formats register themselves on export_app (one module each).
+from gvstore.cli import export_parquet  # noqa: E402,F401
