@@ -48,33 +48,41 @@ def io_error(exc: OSError, path: Path, doing: str) -> GvstoreError:
     return GvstoreError(f"cannot {doing} {path}: {exc.strerror or exc}; {hint}")
 
 
-def recover(folder: Path) -> None:
+def recover(folder: Path) -> str | None:
     """Tidy a folder whose lock was just taken: no other writer is active in it now.
 
-    Removes temporary files of earlier (dead) writers, cuts a torn last journal line, and
-    adopts segments the journal does not list (a writer killed between renaming a segment and
-    journalling it) so that the journal again names every segment present.
+    Removes temporary files of earlier (dead) writers, finishes or undoes an interrupted
+    compaction (``gvstore.compact.settle``: before adoption, so that the segments it replaces
+    are never adopted back), cuts a torn last journal line, and adopts segments the journal
+    does not list (a writer killed between renaming a segment and journalling it) so that the
+    journal again names every segment present. Returns what was done about a compaction.
     """
+    from gvstore.compact import settle  # it imports this module
+
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
-        return
+        return None
     me = os.getpid()
     for n in names:
         if n.endswith(TMP_SUFFIX) and _projcache.part_pid(n) != me:
             (folder / n).unlink(missing_ok=True)
+    settled = settle(folder)
+    if settled is not None:
+        names = os.listdir(folder)
     present = [n for n in names if n.endswith(SEGMENT_SUFFIX) and not n.startswith(".")]
     j = journal.read_journal(folder)
     if j is None:
         if present:  # a folder from before journals: adopt what is there
             journal.rewrite(folder, sorted(present))
-        return
+        return settled
     if j.torn:
         journal.truncate_torn(j)
     listed = set(j.names)
     for n in sorted(present):
         if n not in listed:
             journal.append(folder, n)
+    return settled
 
 
 def write_segment(folder: Path, data: bytes) -> Path:

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from gvstore import journal, lock
+from gvstore import compact, journal, lock
 from gvstore import projcache as _projcache
-from gvstore.errors import DamagedSegment
+from gvstore.errors import DamagedSegment, GvstoreError
 from gvstore.records import check, decoder
-from gvstore.segments import io_error, read_segment, recover
+from gvstore.segments import TMP_SUFFIX, io_error, read_segment, recover
 
 if TYPE_CHECKING:
     from gvstore.store import Store
@@ -35,8 +35,10 @@ class VerifyReport:
     ``missing_segments`` (journalled, not on disk), ``bad_records``, ``damaged_journals`` and
     ``damaged_cache``. Notes (not damage): ``leftover_tmp`` (temporary files of killed
     writers), ``unjournalled`` (segments a journal does not list yet), ``no_journal`` (folders
-    from before journals), ``torn_journals``, ``unlisted_cache``. ``fixed``: what ``fix=True``
-    did.
+    from before journals), ``torn_journals``, ``unlisted_cache``, ``compactions`` (folders
+    with an interrupted compaction, finished or undone by the next writer or ``--fix``; the
+    segments its intent names are not counted as unjournalled). A compaction intent that does
+    not parse is a damaged journal. ``fixed``: what ``fix=True`` did.
     """
 
     segments: int = 0
@@ -53,6 +55,7 @@ class VerifyReport:
     no_journal: list[str] = field(default_factory=list)
     torn_journals: list[str] = field(default_factory=list)
     unlisted_cache: list[str] = field(default_factory=list)
+    compactions: list[str] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)
 
     @property
@@ -94,7 +97,21 @@ def _check_journals(store: Store, rep: VerifyReport) -> None:
             rep.torn_journals.append(str(fj.journal.path))
         rep.missing_segments.extend(
             (str(fj.folder / n), str(fj.journal.path)) for n in fj.missing)
-        rep.unjournalled.extend(str(fj.folder / n) for n in fj.unjournalled)
+        named = _intent_names(fj.folder, rep)
+        rep.unjournalled.extend(str(fj.folder / n) for n in fj.unjournalled if n not in named)
+
+
+def _intent_names(folder: Path, rep: VerifyReport) -> set[str]:
+    """The segments an interrupted compaction of ``folder`` names (noted in ``rep``)."""
+    try:
+        intent = compact.read_intent(folder)
+    except GvstoreError as exc:
+        rep.damaged_journals.append((str(compact.intent_path(folder)), str(exc)))
+        return set()
+    if intent is None:
+        return set()
+    rep.compactions.append(str(folder))
+    return set(intent.old) | ({intent.new} if intent.new else set())
 
 
 def _check_segments(store: Store, rep: VerifyReport) -> None:
@@ -134,16 +151,21 @@ def _fix_folder(fj: journal.FolderJournal) -> list[str]:
     try:
         before = set(os.listdir(folder))
         had = fj.journal
+        named: set[str] = set()
         if fresh:
-            recover(folder)  # .part files, torn line, adoption
+            done.extend(_drop_bad_intent(folder))
+            named = _intent_names(folder, VerifyReport())
+            settled = recover(folder)  # .part files, compaction, torn line, adoption
             journal.sync(folder)
+            done.extend([settled] if settled else [])
         after = set(os.listdir(folder))
-        done.extend(f"removed temporary file {folder / n}" for n in sorted(before - after))
+        done.extend(f"removed temporary file {folder / n}" for n in sorted(before - after)
+                    if n.endswith(TMP_SUFFIX))
         if had is None and fj.present:
             done.append(f"created journal {journal.journal_path(folder)} "
                         f"({len(fj.present)} segments)")
         else:
-            done.extend(f"journalled {folder / n}" for n in fj.unjournalled)
+            done.extend(f"journalled {folder / n}" for n in fj.unjournalled if n not in named)
             if had is not None and had.torn:
                 done.append(f"cut the torn last line of {had.path}")
         done.extend(_forget_missing(folder, fj.present))
@@ -152,6 +174,17 @@ def _fix_folder(fj: journal.FolderJournal) -> list[str]:
     finally:
         lock.release(folder)
     return done
+
+
+def _drop_bad_intent(folder: Path) -> list[str]:
+    """Delete a compaction intent that does not parse (nothing was deleted on its word; every
+    segment it may have named is still there and is adopted)."""
+    try:
+        compact.read_intent(folder)
+    except GvstoreError:
+        compact.intent_path(folder).unlink(missing_ok=True)
+        return [f"deleted damaged compaction intent {compact.intent_path(folder)}"]
+    return []
 
 
 def _forget_missing(folder: Path, present: set[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""``gvstore store ...``: statistics, integrity check, one record, synthetic stores."""
+"""``gvstore store ...``: statistics, integrity check, compaction, one record, synthetic
+stores."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
+from rich.progress import TaskID
 from rich.text import Text
 
 from gvstore.cli.console import emit, note, print_json
@@ -118,6 +120,78 @@ def verify_cmd(
             note(line, err=False)  # one line each, never wrapped: paths stay greppable
     if not rep.ok:
         raise typer.Exit(1)
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "k": 1 << 10, "kib": 1 << 10,
+          "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30}
+
+
+def _size(text: str) -> int:
+    """Bytes of a size like ``64MiB``, ``64M`` (binary), ``64MB`` (decimal) or ``4096``."""
+    t = text.strip().lower().replace("_", "")
+    num = t.rstrip("kmgib")
+    unit = t[len(num):]
+    try:
+        value = float(num)
+    except ValueError:
+        value = float("nan")
+    if unit not in _UNITS or not value == value or value <= 0 or value > 1 << 50:
+        raise GvstoreError(f"--target-size {text!r} is not a size (e.g. 64MiB, 64M, 64MB or "
+                           "67108864)")
+    return int(value * _UNITS[unit])
+
+
+def _compact_line(r: Any) -> str:
+    if not r.merged:
+        return f"{r.folder}: {r.segments_before} segments, nothing to merge"
+    return (f"{r.folder}: {r.segments_before} -> {r.segments_after} segments ({r.merged} "
+            f"merged into {r.written}, {r.records} records, {r.duplicates} duplicates "
+            f"dropped, {r.bytes_before} -> {r.bytes_after} bytes, {r.seconds:.1f} s)")
+
+
+@store_app.command("compact")
+def compact_cmd(
+    ctx: typer.Context,
+    folders: Annotated[list[str] | None, typer.Argument(
+        help="Store folders to compact (e.g. gen/qwen-arith); none: every folder.",
+        show_default=False)] = None,
+    target_size: Annotated[str, typer.Option(
+        "--target-size", help="Compressed size of a merged segment; segments of half this "
+        "or more are left alone (64MiB, 64M, 64MB, or bytes).")] = "64MiB",
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Merge each folder's small segments into large ones (crash-safe: a kill at any point
+    leaves the same records; the next write or `store verify --fix` finishes the job)."""
+    from gvstore import compact
+
+    target = compact.check_target(_size(target_size))
+    st = get_store(ctx, store)
+    todo = compact.store_folders(st.root, folders)
+    results = []
+    with progress(quiet or as_json) as bar:
+        for name, path in todo:
+            job = bar.add_task(f"compact {name}", total=None, rate="")
+
+            def tick(done: int, total: int, job: TaskID = job) -> None:
+                bar.update(job, completed=done, total=total)
+
+            results.append(compact.compact_folder(path, target=target, name=name,
+                                                  on_progress=tick))
+            bar.update(job, completed=1, total=1)
+    before = sum(r.segments_before for r in results)
+    after = sum(r.segments_after for r in results)
+    if as_json:
+        print_json({"root": str(st.root), "target_size": target, "segments_before": before,
+                    "segments_after": after, "folders": [r.as_dict() for r in results]})
+        return
+    for r in results:
+        note(_compact_line(r), err=False)
+        if r.settled:
+            note(f"note: {r.settled}", err=False)
+    note(f"compacted {len(results)} folders of {st.root}: {before} -> {after} segments",
+         err=False)
 
 
 @store_app.command("show")
