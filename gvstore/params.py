@@ -172,6 +172,26 @@ class RoundsParams(_Strict, frozen=True, forbid_unknown_fields=True):
                      "training file name")
 
 
+class RunnerParams(_Strict, frozen=True, forbid_unknown_fields=True):
+    """Where generate and verify make their model calls (docs/scale.md). ``runner: ray`` is
+    short for ``runner: {kind: ray}``."""
+
+    kind: Literal["local", "ray"] = "local"
+    """local: in this process; ray: on an actor pool of a Ray cluster or local instance."""
+    address: str | None = None
+    """The Ray cluster to attach to (``ray.init(address=...)``); None: ``$RAY_ADDRESS``,
+    else a local Ray instance on this machine."""
+    actors: int | None = None
+    """Actors in the pool (each loads the model once); None: as many as the CPUs (or GPUs)
+    of the cluster hold for ``num_cpus`` (``num_gpus``) each."""
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    retries: int = 2
+    """How many more times a failed batch runs before the step reports it."""
+    local_cpus: int | None = None
+    """CPUs of a local Ray instance (None: all of this machine's)."""
+
+
 class Params(_Strict, frozen=True, forbid_unknown_fields=True):
     study: Study
     base: Base = msgspec.field(default_factory=Base)
@@ -184,6 +204,7 @@ class Params(_Strict, frozen=True, forbid_unknown_fields=True):
     weights: WeightsParams = msgspec.field(default_factory=WeightsParams)
     report: ReportParams = msgspec.field(default_factory=ReportParams)
     rounds: RoundsParams = msgspec.field(default_factory=RoundsParams)
+    runner: RunnerParams = msgspec.field(default_factory=RunnerParams)
 
     def model(self, name: str) -> ModelSpec:
         spec = self.models.get(name)
@@ -222,6 +243,8 @@ def load(path: Path | str = "params.yaml") -> Params:
     # Table entries first, one by one, so that an error names the entry (msgspec's own
     # path would say `$.models[...]`); a model row gets its name from its key.
     models, tasks = raw.get("models"), raw.get("tasks")
+    if isinstance(raw.get("runner"), str):  # `runner: ray`
+        raw = raw | {"runner": {"kind": raw["runner"]}}
     try:
         if isinstance(models, dict):
             raw = raw | {"models": model_table(models)}

@@ -39,6 +39,11 @@ BOUNDS: tuple[tuple[str, float, float], ...] = (
     ("verify.batch_size", 1, 100_000),
     ("report.resamples", 0, 100_000),
     ("rounds.threads", 1, 4_096),
+    ("runner.actors", 1, 1_000_000),
+    ("runner.num_cpus", 0.001, 4_096),
+    ("runner.num_gpus", 0, 4_096),
+    ("runner.retries", 0, 100),
+    ("runner.local_cpus", 1, 4_096),
 )
 TABLE_BOUNDS: tuple[tuple[str, float, float], ...] = (
     ("prompts", 1, 100_000_000),

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                     store, model, args.task, params.task(args.task),
                     params.sample, seed=params.base.seed, round_=None,
                     models_dir=Path(params.base.models_dir), folder=f"generate/{args.task}",
-                    progress=bar)
+                    progress=bar, runner=params.runner)
             d = s.as_dict()
             note(f"generate {name} {args.task}: {s.made} generated, {s.present} already "
                  f"present ({s.prompts} prompts x n={params.sample.n}); "

@@ -10,6 +10,14 @@ import typer
 from gvstore.cli.console import emit
 from gvstore.cli.model import ModelOpt, ModelPathOpt, ModelsDirOpt
 from gvstore.cli.options import BACKEND_HELP, JsonOpt, StoreOpt, get_store
+from gvstore.cli.runner_opts import (
+    RayActorsOpt,
+    RayAddressOpt,
+    RayGpusOpt,
+    RunnerKind,
+    RunnerOpt,
+    runner_params,
+)
 from gvstore.errors import GvstoreError
 from gvstore.output import table
 from gvstore.progress import generate_bar
@@ -26,7 +34,7 @@ def model_spec(model: str, model_path: Path | None) -> ModelSpec:
     return builtin(model) if model_path is None else spec_from_folder(model_path)
 
 
-def generate_cmd(
+def generate_cmd(  # Long because each of its options is a line of the signature
     ctx: typer.Context,
     task: Annotated[str, typer.Option(help="Task name (gvstore tasks list).")] = "arith",
     model: ModelOpt = "smollm2-135m-instruct",
@@ -52,6 +60,10 @@ def generate_cmd(
     folder: Annotated[str | None, typer.Option(
         help="Store folder to write (default: generate/<task>).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    runner: RunnerOpt = RunnerKind.local,
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
+    ray_gpus: RayGpusOpt = 0.0,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -69,7 +81,8 @@ def generate_cmd(
     with generate_bar(spec.name, task, quiet) as bar:
         summary = generate_task(get_store(ctx, store, must_exist=False), spec, task, entry,
                                 sample, seed=seed, round_=round_, models_dir=models_dir,
-                                folder=out_folder, progress=bar)
+                                folder=out_folder, progress=bar,
+                                runner=runner_params(runner, ray_address, ray_actors, ray_gpus))
     data = summary.as_dict() | {"model": spec.name, "task": task, "folder": out_folder}
     if summary.made == 0:
         msg = f"nothing to do: all {summary.requested} samples are in the store"

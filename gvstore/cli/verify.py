@@ -9,6 +9,14 @@ import typer
 
 from gvstore.cli.console import emit, note
 from gvstore.cli.options import BACKEND_HELP, JsonOpt, StoreOpt, get_store
+from gvstore.cli.runner_opts import (
+    RayActorsOpt,
+    RayAddressOpt,
+    RayGpusOpt,
+    RunnerKind,
+    RunnerOpt,
+    runner_params,
+)
 from gvstore.output import table
 from gvstore.progress import verify_bar
 from gvstore.records import Sampling
@@ -35,7 +43,7 @@ def _verifier_spec(verifier: str, verifier_path: Path | None, base: bool) -> Mod
     return builtin(verifier)
 
 
-def verify_cmd(
+def verify_cmd(  # Long because each of its options is a line of the signature
     ctx: typer.Context,
     method: Annotated[str, typer.Option(help=METHOD_HELP)],
     verifier: Annotated[str, typer.Option(
@@ -70,6 +78,10 @@ def verify_cmd(
     folder: Annotated[str | None, typer.Option(
         help="Store folder to write (default: verify-<verifier>-<method>-<task>).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    runner: RunnerOpt = RunnerKind.local,
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
+    ray_gpus: RayGpusOpt = 0.0,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -77,6 +89,7 @@ def verify_cmd(
     from gvstore.steps.verify import verify_task
 
     spec = _verifier_spec(verifier, verifier_path, base)
+    on = runner_params(runner, ray_address, ray_actors, ray_gpus)
     sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
     out_folder = folder or default_folder(spec.name, method, task)
     with verify_bar(method, spec.name, task, quiet) as bar:
@@ -84,7 +97,7 @@ def verify_cmd(
                               sampling=sampling, repeats=repeats, rounds=rounds, seed=seed,
                               backend=backend, batch_size=batch_size, generator=generator,
                               round_=round_, models_dir=models_dir, folder=out_folder,
-                              progress=bar)
+                              progress=bar, runner=on)
     data = summary.as_dict() | {"task": task, "folder": out_folder}
     if summary.foreign and not as_json:
         note(f"warning: the store already holds {summary.foreign} round-0 matches of "

@@ -16,12 +16,15 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from gvstore.backends.base import Backend
 from gvstore.records import Provenance, Record
 from gvstore.store import Store
 from gvstore.writer import Writer
+
+if TYPE_CHECKING:
+    from gvstore.params import RunnerParams
 
 ProgressCallback = Callable[[int, int, int], None]
 """Called as ``(done, to do, tokens so far)``; ``tokens`` is 0 for steps that count none."""
@@ -40,19 +43,35 @@ class Progress(Protocol):
         """The step is done; it wrote ``made`` records."""
 
 
+@dataclass(frozen=True)
+class Announced:
+    """A back-end factory that tells ``progress`` while it makes the back end (a model load).
+    The Ray runner ships ``factory`` to its workers and keeps ``progress`` here."""
+
+    factory: Callable[[], Backend]
+    progress: Progress | None
+
+    def __call__(self) -> Backend:
+        if self.progress is None:
+            return self.factory()
+        self.progress.loading(True)
+        backend = self.factory()
+        self.progress.loading(False)
+        return backend
+
+
 def announced(factory: Callable[[], Backend], progress: Progress | None
               ) -> Callable[[], Backend]:
     """``factory``, telling ``progress`` when the back end is being made."""
-    if progress is None:
-        return factory
+    return factory if progress is None else Announced(factory, progress)
 
-    def make() -> Backend:
-        progress.loading(True)
-        backend = factory()
-        progress.loading(False)
-        return backend
 
-    return make
+def unwrap(factory: Callable[[], Backend]
+           ) -> tuple[Callable[[], Backend], Callable[[bool], None] | None]:
+    """The plain factory under ``announced``'s wrapper, and its progress's loading notice."""
+    if isinstance(factory, Announced):
+        return factory.factory, (factory.progress.loading if factory.progress else None)
+    return factory, None
 
 
 def ticks(progress: Progress | None) -> ProgressCallback | None:
@@ -173,10 +192,13 @@ def run_batches(store: Store, folder: str, kind: str, batches: Sequence[Sequence
                 summary: StepSummary, backend_factory: Callable[[], Backend],
                 how: Batches[R, O], *, flush_seconds: float = 30.0,
                 before: Callable[[Writer], None] | None = None,
-                started: Callable[[int], None] | None = None) -> None:
+                started: Callable[[int], None] | None = None,
+                runner: RunnerParams | None = None) -> None:
     """The one batch loop: ``summary.requested`` and ``present`` from the store, then every
     batch with a missing ``kind`` record. ``before`` runs under the lock before any model call;
-    ``started(to do)`` once the back end is made."""
+    ``started(to do)`` once the back end is made (on Ray: before the pool starts). ``runner``
+    of kind ``ray``: the batches run on Ray (``steps.ray_runner``), the records are written
+    here as with the local runner."""
     keys = [r.key for b in batches for r in b]
     summary.requested = len(keys)
     # The folder's lock is taken before planning: a second writer stops here, before it
@@ -188,7 +210,23 @@ def run_batches(store: Store, folder: str, kind: str, batches: Sequence[Sequence
             before(w)
         if not missing:
             return
-        backend = backend_factory()
-        if started is not None:
-            started(len(missing))
-        write_batches(w, batches, missing, summary, lambda: backend, how)
+        if runner is not None and runner.kind == "ray":
+            if started is not None:
+                started(len(missing))
+            on_ray(runner, w, batches, missing, summary, backend_factory, how)
+        else:
+            backend = backend_factory()
+            if started is not None:
+                started(len(missing))
+            write_batches(w, batches, missing, summary, lambda: backend, how)
+
+
+def on_ray(runner: RunnerParams, w: Writer, batches: Sequence[Sequence[R]], missing: set[str],
+           summary: StepSummary, backend_factory: Callable[[], Backend],
+           how: Batches[R, O]) -> None:
+    """``write_batches`` on Ray: the plain factory goes to the workers, the loading notice
+    stays here."""
+    from gvstore.steps import ray_runner
+
+    factory, on_start = unwrap(backend_factory)
+    ray_runner.write_batches(runner, w, batches, missing, summary, factory, how, on_start)

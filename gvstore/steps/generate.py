@@ -41,7 +41,7 @@ from gvstore.writer import Writer
 
 if TYPE_CHECKING:
     from gvstore.models import ModelSpec
-    from gvstore.params import SampleParams, TaskEntry
+    from gvstore.params import RunnerParams, SampleParams, TaskEntry
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,10 @@ def run(
     *,
     progress: ProgressCallback | None = None,
     flush_seconds: float = 30.0,
+    runner: RunnerParams | None = None,
 ) -> GenerateSummary:
-    """Generate what is missing. ``backend_factory`` is called only if anything is."""
+    """Generate what is missing. ``backend_factory`` is called only if anything is (on the
+    workers, with a ``ray`` runner)."""
     start = time.monotonic()
     prompts = [p if p.id else seal(p) for p in prompts]
     summary = GenerateSummary(prompts=len(prompts))
@@ -162,7 +164,8 @@ def run(
         lambda r, s, prov: _record(spec, r.prompt, r.sample_index, r.seed, s, prov),
         written)
     run_batches(store, folder, "generation", batches, summary, backend_factory, how,
-                flush_seconds=flush_seconds, before=add_prompts, started=started)
+                flush_seconds=flush_seconds, before=add_prompts, started=started,
+                runner=runner)
     summary.seconds = time.monotonic() - start
     return summary
 
@@ -190,11 +193,12 @@ def generate_task(
     folder: str,
     progress: Progress | None = None,
     more: Sequence[TaskEntry] = (),
+    runner: RunnerParams | None = None,
 ) -> GenerateSummary:
     """Generate one model's missing samples of one task: ``entry``'s prompts, then those of
     each entry of ``more`` (disjoint prompts: the rounds' held-out set), in one batch loop. The
     model's weights are resolved (and digested) now; the model loads only if some sample is
-    missing."""
+    missing (on the workers, with a ``ray`` runner)."""
     from gvstore.backends import get_backend
     from gvstore.backends.base import model_digest
 
@@ -212,5 +216,5 @@ def generate_task(
                            models_dir=models_dir)
 
     summary = run(store, folder, prompt_recs, gspec, announced(factory, progress),
-                  progress=ticks(progress))
+                  progress=ticks(progress), runner=runner)
     return finished(summary, progress)

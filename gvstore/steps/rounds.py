@@ -162,7 +162,8 @@ def generate(params: Params, model: str, *, progress: Progress | None = None
     summary = generate_task(
         store, round_model(params, model), r.task, params.rounds_prompts(), params.sample,
         seed=params.base.seed, round_=r.round_of(model), models_dir=Path(params.base.models_dir),
-        folder=out, progress=progress, more=[r.heldout] if r.heldout is not None else [])
+        folder=out, progress=progress, more=[r.heldout] if r.heldout is not None else [],
+        runner=params.runner)
     _ensure(store, out)
     return summary
 

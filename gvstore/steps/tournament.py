@@ -27,16 +27,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gvstore.backends.base import Backend, Sample, SampleRequest
 from gvstore.digest import seed as derive_seed
 from gvstore.records import Comparison, Generation, Provenance, Record, record_key
-from gvstore.steps.base import Batches, ProgressCallback, cut, write_batches
+from gvstore.steps.base import Batches, ProgressCallback, cut, on_ray, write_batches
 from gvstore.steps.verify import Selection, VerifySpec, VerifySummary
 from gvstore.store import Store
 from gvstore.verifiers.common import problem_text, sampling_tag, solution_text
 from gvstore.verifiers.parse import parse_choice
 from gvstore.verifiers.templates import Template, get_template
+
+if TYPE_CHECKING:
+    from gvstore.params import RunnerParams
 
 GroupKey = tuple[str, str, str, int]
 """(prompt id, generator model, model digest, round): the samples that compete."""
@@ -159,8 +163,10 @@ def run(
     *,
     progress: ProgressCallback | None = None,
     flush_seconds: float = 30.0,
+    runner: RunnerParams | None = None,
 ) -> VerifySummary:
-    """Play every missing match, round by round; see the module docstring."""
+    """Play every missing match, round by round; see the module docstring. With a ``ray``
+    runner each round's missing matches run on a fresh actor pool."""
     spec.check()
     t_start = time.monotonic()
     summary = VerifySummary(method="tournament", verifier=spec.verifier,
@@ -177,6 +183,7 @@ def run(
             progress(settled[0], total, 0)
 
     backend = _Lazy(backend_factory, report)
+    on_pool = runner is not None and runner.kind == "ray"
     with store.writer(folder, flush_seconds=flush_seconds) as w:
         for rnd in range(spec.rounds):
             round_matches = matches(brs, spec, rnd)
@@ -186,11 +193,15 @@ def run(
             if rnd == 0:
                 summary.foreign = _foreign(stored, round_matches, spec.repeats)
             missing = {m.key for m in round_matches if m.key not in stored}
-            write_batches(w, cut(round_matches, spec.batch_size), missing, summary, backend,
-                          _batches(spec, rnd, stored))
+            how, batches = _batches(spec, rnd, stored), cut(round_matches, spec.batch_size)
+            if on_pool and missing:
+                assert runner is not None
+                on_ray(runner, w, batches, missing, summary, backend_factory, how)
+            elif not on_pool:
+                write_batches(w, batches, missing, summary, backend, how)
             _advance(brs, round_matches, stored, by_id, summary)
             settled[0] += len(round_matches)
-            if backend.backend is not None:
+            if backend.backend is not None or (on_pool and summary.batches_run):
                 report()
     summary.present = summary.requested - summary.made
     summary.seconds = time.monotonic() - t_start

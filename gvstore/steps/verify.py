@@ -46,7 +46,7 @@ from gvstore.verifiers.templates import Template, get_template
 
 if TYPE_CHECKING:
     from gvstore.models import ModelSpec
-    from gvstore.params import Params
+    from gvstore.params import Params, RunnerParams
 
 DEFAULT_SAMPLING = Sampling(temperature=0.7, top_p=1.0, max_tokens=128)
 
@@ -273,14 +273,15 @@ def run(
     *,
     progress: ProgressCallback | None = None,
     flush_seconds: float = 30.0,
+    runner: RunnerParams | None = None,
 ) -> VerifySummary:
     """Verify what is missing with ``spec.method``. ``backend_factory`` is called only if
-    anything is."""
+    anything is (on the workers, with a ``ray`` runner)."""
     if get_method(spec.method).call == "pairwise":
         from gvstore.steps import tournament
 
         return tournament.run(store, folder, selection, spec, backend_factory,
-                              progress=progress, flush_seconds=flush_seconds)
+                              progress=progress, flush_seconds=flush_seconds, runner=runner)
     start = time.monotonic()
     summary = VerifySummary(method=spec.method, verifier=spec.verifier,
                             generations=len(selection.generations),
@@ -305,7 +306,7 @@ def run(
                                      prov=prov, **out),
         written)
     run_batches(store, folder, "verification", batches, summary, backend_factory, how,
-                flush_seconds=flush_seconds, started=started)
+                flush_seconds=flush_seconds, started=started, runner=runner)
     _tally(store, summary, {r.key for b in batches for r in b}, made)  # type: ignore[arg-type]
     summary.seconds = time.monotonic() - start
     return summary
@@ -342,6 +343,7 @@ def verify_task(
     round_: int | None = None,
     prompt_ids: Collection[str] | None = None,
     progress: Progress | None = None,
+    runner: RunnerParams | None = None,
 ) -> VerifySummary:
     """Verify one task's stored generations with one verifier and method. The verifier's
     weights are resolved (and digested) now; the model loads only if some verification is
@@ -368,7 +370,7 @@ def verify_task(
         return get_backend(backend, verifier, batch_size=batch_size, models_dir=models_dir)
 
     summary = run(store, folder, selection, vspec, announced(factory, progress),
-                  progress=ticks(progress))
+                  progress=ticks(progress), runner=runner)
     return finished(summary, progress)
 
 
@@ -386,4 +388,5 @@ def verify_with_params(params: Params, store: Store, verifier: ModelSpec, method
         repeats=1 if get_method(method).deterministic else v.repeats,
         rounds=v.tournament_rounds, seed=params.base.seed, backend=v.backend,
         batch_size=v.batch_size, models_dir=Path(params.base.models_dir), folder=folder,
-        generator=generator, round_=round_, prompt_ids=prompt_ids, progress=progress)
+        generator=generator, round_=round_, prompt_ids=prompt_ids, progress=progress,
+        runner=params.runner)

@@ -1,0 +1,260 @@
+"""The Ray runner on a local Ray instance with 2 CPUs: the real CPU model gives the same record
+ids as the local runner, a raised n runs only the new keys, a worker killed mid-run is
+restarted and its batch retried, a driver killed with SIGKILL resumes to the same records, and
+a failing batch is retried, then reported, never dropped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from gvstore.backends.base import Sample, SampleRequest, get_backend
+from gvstore.errors import GvstoreError
+from gvstore.models import SMOLLM2, resolve
+from gvstore.params import RunnerParams
+from gvstore.records import Generation, Prompt, Sampling, seal
+from gvstore.steps import generate
+from gvstore.store import Store
+from gvstore.tasks.registry import get_task
+
+ray = pytest.importorskip("ray")
+
+SAMPLING = Sampling(temperature=0.7, top_p=0.9, max_tokens=12)
+RAY = RunnerParams(kind="ray", local_cpus=2, actors=2)
+REPO = Path(__file__).resolve().parents[1]
+
+# The test's own back ends travel to the workers by value (tests/ is not on their path).
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    from gvstore.steps.ray_runner import start
+
+    start(RAY)
+    assert ray.cluster_resources().get("CPU") == 2
+    yield
+    ray.shutdown()
+
+
+def _prompts(k: int) -> list[Prompt]:
+    task = get_task("arith")
+    return [seal(task.prompt_record(it)) for it in task.items()[:k]]
+
+
+def _spec(models_dir: Path, n: int, batch_size: int = 4) -> generate.GenerateSpec:
+    return generate.GenerateSpec(
+        model=SMOLLM2.name, model_digest=resolve(SMOLLM2, models_dir).digest,
+        backend="transformers", sampling=SAMPLING, n=n, seed=3, batch_size=batch_size)
+
+
+class RealFactory:
+    """The real transformers back end, made on the worker; writes the worker's pid."""
+
+    def __init__(self, models_dir: Path, pids: Path | None = None) -> None:
+        self.models_dir, self.pids = models_dir, pids
+
+    def __call__(self):  # type: ignore[no-untyped-def]
+        if self.pids is not None:
+            self.pids.mkdir(exist_ok=True)
+            (self.pids / str(os.getpid())).touch()
+        return get_backend("transformers", SMOLLM2, models_dir=self.models_dir, batch_size=4)
+
+
+def _ids(root: Path) -> set[tuple[str, str]]:
+    return {(r.key, r.id) for r in Store(root).iter_records(kinds=("generation",))}
+
+
+def _local(models_dir: Path, root: Path, batch_size: int) -> set[tuple[str, str]]:
+    """6 prompts x n=3 from the local runner, with one thread (as each 1-CPU actor has)."""
+    os.environ["GVSTORE_THREADS"] = "1"
+    try:
+        s = generate.run(Store(root), "g", _prompts(6), _spec(models_dir, 3, batch_size),
+                         RealFactory(models_dir))
+    finally:
+        del os.environ["GVSTORE_THREADS"]
+    assert s.made == 18
+    return _ids(root)
+
+
+@pytest.fixture(scope="module")
+def local_ids(prepared_models: Path, tmp_path_factory: pytest.TempPathFactory
+              ) -> set[tuple[str, str]]:
+    return _local(prepared_models, tmp_path_factory.mktemp("local"), 4)
+
+
+@pytest.fixture(scope="module")
+def local_ids_b2(prepared_models: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> set[tuple[str, str]]:
+    """The same at batch size 2 (another layout: other texts)."""
+    return _local(prepared_models, tmp_path_factory.mktemp("local2"), 2)
+
+
+def test_same_record_ids_as_the_local_runner_and_only_missing_keys_run(
+        prepared_models: Path, tmp_path: Path, local_ids: set[tuple[str, str]]) -> None:
+    store = Store(tmp_path / "s")
+    s2 = generate.run(store, "g", _prompts(6), _spec(prepared_models, 2),
+                      RealFactory(prepared_models), runner=RAY)
+    # 6 prompts at batch 4: each sample index is one batch of 4 and one of 2.
+    assert (s2.requested, s2.present, s2.made, s2.batches_run, s2.extra) == (12, 0, 12, 4, 0)
+    s3 = generate.run(store, "g", _prompts(6), _spec(prepared_models, 3),
+                      RealFactory(prepared_models), runner=RAY)
+    assert (s3.requested, s3.present, s3.made, s3.batches_run) == (18, 12, 6, 2)
+    got = _ids(tmp_path / "s")
+    assert len(got) == 18 and got == local_ids
+    gens = [r for r in store.iter_records(kinds=("generation",)) if isinstance(r, Generation)]
+    assert all(g.prov is not None and g.prov.host and g.prov.duration_s > 0 for g in gens)
+    assert len({g.text for g in gens}) > 1  # real, varied samples
+
+
+def test_a_worker_killed_mid_run_is_restarted_and_its_batch_retried(
+        prepared_models: Path, tmp_path: Path, local_ids: set[tuple[str, str]],
+        local_ids_b2: set[tuple[str, str]]) -> None:
+    pids = tmp_path / "pids"
+    killed: list[int] = []
+
+    def progress(done: int, todo: int, tokens: int) -> None:
+        if done and not killed:  # the first batch is written: kill a worker that is busy
+            victims = sorted(int(p.name) for p in pids.iterdir())
+            os.kill(victims[-1], signal.SIGKILL)
+            killed.append(victims[-1])
+
+    spec = _spec(prepared_models, 3, batch_size=2)  # 9 batches of 2
+    s = generate.run(Store(tmp_path / "s"), "g", _prompts(6), spec,
+                     RealFactory(prepared_models, pids), runner=RAY, progress=progress)
+    assert killed and s.made == 18
+    assert len(list(pids.iterdir())) >= 3  # the killed actor was started again
+    # The same records as the local runner with the same layout (batch 2); batch 4 gives
+    # the same keys and other texts.
+    assert _ids(tmp_path / "s") == local_ids_b2
+    assert {k for k, _ in local_ids_b2} == {k for k, _ in local_ids}
+
+
+DRIVER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, {tests!r})
+    import test_ray_runner as t
+    from gvstore.steps import generate
+    from gvstore.store import Store
+    models = Path({models!r})
+    s = generate.run(Store({root!r}), "g", t._prompts(6), t._spec(models, 3, batch_size=2),
+                     t.RealFactory(models), runner=t.RAY, flush_seconds=0)
+    print("made", s.made)
+""")
+
+
+def test_a_driver_killed_with_sigkill_resumes_to_the_same_records(
+        prepared_models: Path, tmp_path: Path, local_ids_b2: set[tuple[str, str]]) -> None:
+    root = tmp_path / "s"
+    script = DRIVER.format(tests=str(REPO / "tests"), models=str(prepared_models),
+                           root=str(root))
+    env = os.environ | {"GVSTORE_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = root / "g"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if folder.is_dir() and len(list(folder.glob("*.jsonl.zst"))) >= 3:  # prompts + 2
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _ids(root)
+    assert 0 < len(before) < 18  # killed mid-run, with whole batches kept
+    assert len(before) % 2 == 0
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"made {18 - len(before)}" in done.stdout
+    after = _ids(root)
+    assert before <= after and after == local_ids_b2
+    verify = subprocess.run([sys.executable, "-m", "gvstore", "store", "verify", "--store",
+                             str(root)], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+class Flaky:
+    """A deterministic back end that fails on the batches holding a poisoned seed: the first
+    ``fails`` calls of each such batch (counted in files, across workers), or always."""
+
+    name = "flaky"
+
+    def __init__(self, counts: Path, poison: set[int], fails: int | None) -> None:
+        self.counts, self.poison, self.fails = counts, poison, fails
+        self.model = SMOLLM2
+
+    def sample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
+        hit = sorted(r.seed for r in requests if r.seed in self.poison)
+        if hit:
+            mark = self.counts / str(hit[0])
+            n = len(mark.read_text()) if mark.exists() else 0
+            mark.write_text("x" * (n + 1))
+            if self.fails is None or n < self.fails:
+                raise RuntimeError(f"boom on seed {hit[0]}\nsecond line")
+        return [Sample(f"answer {r.seed}", 2, "stop") for r in requests]
+
+    def loglik(self, requests):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _flaky_spec(n: int) -> generate.GenerateSpec:
+    return generate.GenerateSpec(model="m", model_digest="sha256:" + "0" * 64,
+                                 backend="flaky", sampling=SAMPLING, n=n, seed=1, batch_size=3)
+
+
+def test_a_failing_batch_is_retried_then_reported_and_the_others_are_kept(
+        tmp_path: Path) -> None:
+    prompts = _prompts(6)
+    poison = {generate.plan(prompts, _flaky_spec(2))[1][0].seed}  # the second batch of 3
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    # Fails twice, then works: the two retries of the default runner get it through.
+    s = generate.run(Store(tmp_path / "a"), "g", prompts, _flaky_spec(2),
+                     lambda: Flaky(counts, poison, fails=2), runner=RAY)
+    assert s.made == 12 and len(_ids(tmp_path / "a")) == 12
+    assert (counts / str(min(poison))).read_text() == "xxx"  # 2 failures + 1 success
+    # Always fails: reported with its first line, after 1 + retries tries; the rest stored.
+    counts2 = tmp_path / "counts2"
+    counts2.mkdir()
+    store = Store(tmp_path / "b")
+    with pytest.raises(GvstoreError) as err:
+        generate.run(store, "g", prompts, _flaky_spec(2),
+                     lambda: Flaky(counts2, poison, fails=None),
+                     runner=RunnerParams(kind="ray", actors=2, retries=1))
+    msg = str(err.value)
+    assert "1 batch(es) (3 requests) failed on Ray after 2 tries" in msg
+    assert "RuntimeError: boom on seed" in msg and "second line" not in msg
+    assert len(_ids(tmp_path / "b")) == 9
+    assert (counts2 / str(min(poison))).read_text() == "xx"
+    # A rerun with a working back end asks only for the 3 missing requests.
+    s2 = generate.run(store, "g", prompts, _flaky_spec(2),
+                      lambda: Flaky(counts2, set(), fails=None), runner=RAY)
+    assert (s2.present, s2.made) == (9, 3) and len(_ids(tmp_path / "b")) == 12
+
+
+def test_nothing_missing_starts_no_pool(tmp_path: Path) -> None:
+    prompts = _prompts(3)
+    counts = tmp_path / "c"
+    counts.mkdir()
+    store = Store(tmp_path / "s")
+    generate.run(store, "g", prompts, _flaky_spec(1), lambda: Flaky(counts, set(), None),
+                 runner=RAY)
+
+    def no_backend() -> Flaky:
+        raise AssertionError("the back end must not be made")
+
+    s = generate.run(store, "g", prompts, _flaky_spec(1), no_backend, runner=RAY)
+    assert (s.requested, s.present, s.made, s.batches_run) == (3, 3, 0, 0)
