@@ -191,3 +191,17 @@ def test_full_size_table_matches_pass_at_1() -> None:
     c = u.reshape(prompts, samples).sum(axis=1)
     assert got["pass_at_k"][0] == pytest.approx(float((c / samples).mean()))
     assert got["pass_at_k"][127] == pytest.approx(float((c > 0).mean()))
+
+
+def test_table_is_the_same_bits_whatever_the_row_order() -> None:
+    # the per-prompt means are summed in (group, prompt) order, never in group_by's order
+    # (which varies run to run): a shuffled frame gives bit-identical means
+    rng = np.random.default_rng(1)
+    prompts, samples = 3000, 8
+    u = (rng.random(prompts * samples) < 0.5).astype(np.float64)
+    frame = pl.DataFrame({"prompt": np.repeat(np.arange(prompts), samples).astype(np.uint64),
+                          "task": "t", "model": "m", "round": 0, "utility": u})
+    want = pass_at_k_table(frame, [1, 2, 3, 4, 5, 7])["pass_at_k"].to_list()
+    for seed in range(5):
+        shuffled = frame.sample(fraction=1.0, shuffle=True, seed=seed)
+        assert pass_at_k_table(shuffled, [1, 2, 3, 4, 5, 7])["pass_at_k"].to_list() == want

@@ -127,6 +127,9 @@ def pass_at_k_table(
         frame.filter(pl.col("utility").is_not_null())
         .group_by([*by, "prompt"])
         .agg(n=pl.len(), c=(pl.col("utility") >= 1.0).sum())
+        # group_by's row order varies run to run (threads); the sums below are taken in this
+        # order, so without the sort the last digit of a mean could differ between two runs
+        .sort([*by, "prompt"], nulls_last=True)
     )
     groups = frame.select(by).unique().sort(by).with_row_index("_g")
     ungraded = frame.filter(pl.col("utility").is_null()).group_by(by).len(name="ungraded")
