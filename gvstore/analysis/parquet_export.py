@@ -17,33 +17,31 @@ export reads only the segments the manifest lacks, and removes the parts of segm
 in the store (compaction, ``store verify --fix``), so the export mirrors the store's segment
 set. A record held by two segments is exported twice, with the same ``id``: queries drop
 duplicates by ``id``, as replay does. Parts are written whole (temporary file, fsync, rename),
-the manifest after them and before any part is removed, so a killed export never leaves a
-manifest naming a missing or partial file; the next export removes parts no manifest lists.
+the manifest after them (also every ``CHECKPOINT_S`` seconds of a long export, naming the
+segments done so far) and before any part is removed, so a killed export never leaves a
+manifest naming a missing or partial file, and resumes from its last manifest; the next
+export removes parts no manifest lists.
 One export per folder at a time (an ``flock`` on ``DIR/.gvstore_export.lock``).
 """
 
 from __future__ import annotations
 
-import fcntl
 import io
-import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gvstore.analysis.parquet_layout import (
     FORMAT,
-    LOCK,
-    MANIFEST,
     Entry,
     Manifest,
     Part,
-    is_part_path,
-    load_manifest,
+    locked,
+    open_folder,
     part_path,
+    start,
+    tidy,
 )
 from gvstore.errors import DamagedSegment, GvstoreError
 from gvstore.io import write_atomic
@@ -60,6 +58,8 @@ KINDS = dict(zip(FRAMES, ("prompt", "generation", "grade", "verification", "comp
 TEXTS = {"prompts": "text", "generations": "text", "verifications": "raw", "comparisons": "raw"}
 REFERS = {"grades": "gen", "verifications": "gen", "weights": "gen", "comparisons": "a"}
 """Frames partitioned by the task and model of a generation, and the column naming it."""
+CHECKPOINT_S = 30.0
+"""A long export saves its manifest this often (seconds), so a killed one resumes."""
 
 
 @dataclass
@@ -87,69 +87,6 @@ class ExportSummary:
 
 def _version() -> str:
     return f"{FORMAT}/{PROJECTION_VERSION}"
-
-
-def _open_folder(folder: Path, store: Store) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise GvstoreError(f"export folder {folder} is a file, not a folder")
-    if store.root.exists() and (inside(folder, store.root)
-                                or folder.resolve() == store.root.resolve()):
-        raise GvstoreError(f"export folder {folder} is inside the store {store.root}: "
-                           "export to a folder outside it")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise GvstoreError(f"cannot create export folder {folder}: {exc.strerror}") from None
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    try:
-        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise GvstoreError(f"cannot write to export folder {folder}: {exc.strerror}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise GvstoreError(f"export folder {folder} is being written by another export; "
-                               "wait for it to finish, then rerun") from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def _start(folder: Path, version: str, texts: bool) -> tuple[Manifest, Manifest]:
-    """(the manifest found, the one this export builds on). A new export folder must be
-    empty; it gets an empty manifest at once, so a killed first export is tidied next time."""
-    found = load_manifest(folder)
-    if found is None:
-        other = sorted(p.name for p in folder.iterdir() if p.name != LOCK)
-        if other:
-            raise GvstoreError(f"export folder {folder} is not empty and holds no {MANIFEST} "
-                               f"(found {', '.join(other[:3])}): choose a new or empty folder")
-        found = Manifest(version=version, texts=texts)
-        found.save(folder)
-    if found.version == version and found.texts == texts:
-        return found, Manifest(version, texts, dict(found.segments))
-    return found, Manifest(version, texts)  # another format or --texts: export everything
-
-
-def _tidy(folder: Path, listed: set[str]) -> None:
-    """Remove what a killed export left: temporary files, parts no manifest lists, empty
-    partition folders. Only files under ``kind=<frame>/`` are looked at."""
-    for frame in FRAMES:
-        top = folder / f"kind={frame}"
-        if not top.is_dir() or top.is_symlink():
-            continue
-        for dirpath, _dirs, filenames in os.walk(top, topdown=False):
-            base = Path(dirpath)
-            for name in filenames:
-                rel = (base / name).relative_to(folder).as_posix()
-                if name.endswith(".part") or (is_part_path(rel) and rel not in listed):
-                    (base / name).unlink(missing_ok=True)
-            if not os.listdir(base):
-                base.rmdir()
 
 
 def _read_frames(path: Path, texts: bool) -> dict[str, pl.DataFrame]:
@@ -200,9 +137,11 @@ class _GenMap:
                         got = pl.read_parquet(self.folder / p.path, columns=["gen"])
                         self.chunks.append(got.with_columns(
                             _task=pl.lit(p.task, pl.String), _model=pl.lit(p.model, pl.String)))
-        if self.stale:
-            self.frame = pl.concat([c for c in ([self.frame] if self.frame is not None
-                                                else []) + self.chunks])
+        if self.stale or self.frame is None:
+            empty = pl.DataFrame(schema={"gen": pl.UInt64, "_task": pl.String,
+                                         "_model": pl.String})
+            have = [self.frame] if self.frame is not None else []
+            self.frame = pl.concat([empty, *have, *self.chunks])
             self.chunks, self.stale = [], False
         assert self.frame is not None
         return self.frame
@@ -224,7 +163,8 @@ class _Run:
         self.folder, self.texts, self.gmap, self.summary = folder, texts, gmap, summary
         self.entries: dict[str, Entry] = {}
         self.pending: list[tuple[str, str, pl.DataFrame]] = []
-        self.gen_rows = 0
+        self.new_gens: list[pl.Series] = []
+        self.saved = time.monotonic()
         self._dirs: set[Path] = set()
 
     def segment(self, name: str, path: Path) -> None:
@@ -235,7 +175,7 @@ class _Run:
         own = frames["generations"].select("gen", "_task", "_model")
         if own.height:
             self.gmap.add(own)
-            self.gen_rows += own.height
+            self.new_gens.append(own["gen"])
         for fname, df in frames.items():
             if fname in REFERS and df.height:
                 df = _resolve(df, REFERS[fname], own)
@@ -248,6 +188,20 @@ class _Run:
                     df = pl.concat([df.filter(pl.col("_task").is_not_null()),
                                     lost.filter(pl.col("_task").is_not_null())])
             self._write(name, entry, fname, df)
+
+    def adopts(self, entry: Entry) -> bool:
+        """Whether generations of this run are those of some orphan rows of ``entry``."""
+        import polars as pl
+
+        if not self.new_gens:
+            return False
+        new = pl.concat(self.new_gens)
+        for p in entry.parts:
+            if p.task is None and p.frame in REFERS:
+                col = pl.read_parquet(self.folder / p.path, columns=[REFERS[p.frame]])
+                if col[REFERS[p.frame]].is_in(new.implode()).any():
+                    return True
+        return False
 
     def finish(self) -> None:
         """Rows whose generation came later in this run; the rest are orphans."""
@@ -303,6 +257,12 @@ class _Run:
         """Never write outside the export folder (a partition folder that is a link out)."""
         if d in self._dirs:
             return
+        top = d
+        while not top.exists() and top != self.folder:
+            top = top.parent  # the deepest folder that exists: it must not lead out
+        if top.is_symlink() or not (inside(top, self.folder) or top == self.folder):
+            raise GvstoreError(f"refusing to write {d}: {top} resolves to {top.resolve()}, "
+                               f"outside the export folder {self.folder.resolve()}")
         d.mkdir(parents=True, exist_ok=True)
         if not inside(d, self.folder):
             raise GvstoreError(f"refusing to write {d}: it resolves to {d.resolve()}, outside "
@@ -315,11 +275,25 @@ def _segments(store: Store) -> dict[str, Path]:
     return {p.relative_to(store.root).as_posix(): p for p in store.segments()}
 
 
-def _read_all(run: _Run, store: Store, names: list[str], current: dict[str, Path]) -> list[str]:
-    """Export each segment of ``names``; damaged ones are skipped (and not recorded) only
-    with the store's ``skip_damaged``. Returns the names exported."""
+def _checkpoint(run: _Run, man: Manifest) -> None:
+    """Save the manifest with the segments exported so far whose rows are all written (a
+    killed long export then resumes from here); the parts it names are all in place."""
+    waiting = {name for name, _, _ in run.pending}
+    saved = Manifest(man.version, man.texts, dict(man.segments))
+    saved.segments.update({n: e for n, e in run.entries.items() if n not in waiting})
+    saved.save(run.folder)
+    run.saved = time.monotonic()
+
+
+def _read_all(run: _Run, store: Store, names: list[str], current: dict[str, Path],
+              man: Manifest | None = None) -> list[str]:
+    """Export each segment of ``names`` (checkpointing ``man`` every ``CHECKPOINT_S``);
+    damaged ones are skipped (and not recorded) only with the store's ``skip_damaged``.
+    Returns the names exported."""
     done = []
     for name in names:
+        if man is not None and time.monotonic() - run.saved >= CHECKPOINT_S:
+            _checkpoint(run, man)
         try:
             run.segment(name, current[name])
         except DamagedSegment as exc:
@@ -337,10 +311,10 @@ def export_parquet(store: Store, folder: Path | str, *, texts: bool = False) -> 
     """Export the store's segments not yet in ``folder`` (see the module doc)."""
     t0 = time.perf_counter()
     folder = Path(folder)
-    _open_folder(folder, store)
-    with _locked(folder):
-        found, man = _start(folder, _version(), texts)
-        _tidy(folder, {p.path for p in found.parts()})
+    open_folder(folder, store)
+    with locked(folder):
+        found, man = start(folder, _version(), texts)
+        tidy(folder, {p.path for p in found.parts()})
         current = _segments(store)
         summary = ExportSummary(str(folder), str(store.root), texts, len(current))
         gone = [n for n in found.segments if n not in current]
@@ -350,9 +324,10 @@ def export_parquet(store: Store, folder: Path | str, *, texts: bool = False) -> 
         todo = [n for n in sorted(current) if n not in man.segments]
         summary.skipped = len(current) - len(todo)
         run = _Run(folder, texts, _GenMap(folder, man.segments), summary)
-        summary.exported = len(_read_all(run, store, todo, current))
-        retry = [n for n, e in man.segments.items() if e.orphans and n not in run.entries]
-        if retry and run.gen_rows:  # new generations: orphans may have found theirs
+        summary.exported = len(_read_all(run, store, todo, current, man))
+        retry = [n for n, e in man.segments.items() if e.orphans and n not in run.entries
+                 and run.adopts(e)]  # orphans whose generation this run exported
+        if retry:
             summary.retried = len(_read_all(run, store, retry, current))
         run.finish()
         man.segments.update(run.entries)
@@ -361,7 +336,7 @@ def export_parquet(store: Store, folder: Path | str, *, texts: bool = False) -> 
         for p in found.parts():
             if p.path not in keep:
                 (folder / p.path).unlink(missing_ok=True)
-        _tidy(folder, keep)
+        tidy(folder, keep)
     for p in man.parts():
         summary.total_rows[p.frame] += p.rows
         summary.total_bytes += p.bytes

@@ -1,4 +1,5 @@
-"""The layout of a Parquet export (``gvstore export parquet``): partition paths and manifest.
+"""The layout of a Parquet export (``gvstore export parquet``): partition paths, the manifest,
+and the export folder (its checks, its lock, tidying what a killed export left).
 
 An export folder ``DIR`` holds one Hive-partitioned table per projection frame::
 
@@ -20,16 +21,22 @@ that cannot round-trip (empty, not encodable as UTF-8, the null marker itself, o
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gvstore.errors import GvstoreError
 from gvstore.io import write_atomic
-from gvstore.names import is_safe_name
+from gvstore.names import inside, is_safe_name
+from gvstore.replay import FRAMES
+from gvstore.store import Store
 
 FORMAT = 1
 """The export's format number; a manifest of another format is re-exported whole."""
@@ -168,3 +175,66 @@ def load_manifest(folder: Path) -> Manifest | None:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise _damaged(path, f"{type(exc).__name__}: {exc}") from None
     return man
+
+
+def open_folder(folder: Path, store: Store) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise GvstoreError(f"export folder {folder} is a file, not a folder")
+    if store.root.exists() and (inside(folder, store.root)
+                                or folder.resolve() == store.root.resolve()):
+        raise GvstoreError(f"export folder {folder} is inside the store {store.root}: "
+                           "export to a folder outside it")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GvstoreError(f"cannot create export folder {folder}: {exc.strerror}") from None
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    try:
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise GvstoreError(f"cannot write to export folder {folder}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GvstoreError(f"export folder {folder} is being written by another export; "
+                               "wait for it to finish, then rerun") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def start(folder: Path, version: str, texts: bool) -> tuple[Manifest, Manifest]:
+    """(the manifest found, the one this export builds on). A new export folder must be
+    empty; it gets an empty manifest at once, so a killed first export is tidied next time."""
+    found = load_manifest(folder)
+    if found is None:
+        other = sorted(p.name for p in folder.iterdir() if p.name != LOCK)
+        if other:
+            raise GvstoreError(f"export folder {folder} is not empty and holds no {MANIFEST} "
+                               f"(found {', '.join(other[:3])}): choose a new or empty folder")
+        found = Manifest(version=version, texts=texts)
+        found.save(folder)
+    if found.version == version and found.texts == texts:
+        return found, Manifest(version, texts, dict(found.segments))
+    return found, Manifest(version, texts)  # another format or --texts: export everything
+
+
+def tidy(folder: Path, listed: set[str]) -> None:
+    """Remove what a killed export left: temporary files, parts no manifest lists, empty
+    partition folders. Only files under ``kind=<frame>/`` are looked at."""
+    for frame in FRAMES:
+        top = folder / f"kind={frame}"
+        if not top.is_dir() or top.is_symlink():
+            continue
+        for dirpath, _dirs, filenames in os.walk(top, topdown=False):
+            base = Path(dirpath)
+            for name in filenames:
+                rel = (base / name).relative_to(folder).as_posix()
+                if name.endswith(".part") or (is_part_path(rel) and rel not in listed):
+                    (base / name).unlink(missing_ok=True)
+            if not os.listdir(base):
+                base.rmdir()
