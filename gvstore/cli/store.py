@@ -65,7 +65,8 @@ def _verify_data(rep: Any) -> dict[str, Any]:
         "damaged_cache": [{"path": p, "reason": r} for p, r in rep.damaged_cache],
         "leftover_tmp": rep.leftover_tmp, "unjournalled": rep.unjournalled,
         "no_journal": rep.no_journal, "torn_journals": rep.torn_journals,
-        "unlisted_cache": rep.unlisted_cache, "fixed": rep.fixed,
+        "unlisted_cache": rep.unlisted_cache, "interrupted_compactions": rep.compactions,
+        "fixed": rep.fixed,
     }
 
 
@@ -87,6 +88,8 @@ def _verify_lines(rep: Any) -> list[str]:
               for p in rep.torn_journals]
     lines += [f"note: cache file {p} is in no manifest (never used; --fix deletes it)"
               for p in rep.unlisted_cache]
+    lines += [f"note: folder {p} holds an interrupted compaction (reads are right; finished "
+              "or undone by the next write or --fix)" for p in rep.compactions]
     lines += [f"fixed: {line}" for line in rep.fixed]
     verdict = "ok" if rep.ok else "DAMAGED"
     lines.append(

@@ -219,6 +219,22 @@ def run_batches(store: Store, folder: str, kind: str, batches: Sequence[Sequence
             if started is not None:
                 started(len(missing))
             write_batches(w, batches, missing, summary, lambda: backend, how)
+    auto_compact(store, folder)
+
+
+def auto_compact(store: Store, folder: str) -> None:
+    """Compact the folder a run wrote when it holds many small segments
+    (``gvstore.compact.needs_compaction``); a folder another writer took meanwhile is left
+    for the next run."""
+    import contextlib
+
+    from gvstore import compact
+    from gvstore.lock import StoreLocked
+
+    path = store.root / folder
+    if compact.needs_compaction(path):
+        with contextlib.suppress(StoreLocked):
+            compact.compact_folder(path)
 
 
 def on_ray(runner: RunnerParams, w: Writer, batches: Sequence[Sequence[R]], missing: set[str],
