@@ -208,7 +208,7 @@ class _Run:
         for name, fname, df in self.pending:
             df = _resolve(df, REFERS[fname], self.gmap.get())
             self.entries[name].orphans += int(df["_task"].null_count())
-            self._write(name, self.entries[name], fname, df, merge=True)
+            self._write(name, self.entries[name], fname, df, late=True)
         self.pending = []
 
     def _partitioned(self, frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
@@ -222,22 +222,15 @@ class _Run:
         return frames
 
     def _write(self, name: str, entry: Entry, fname: str, df: pl.DataFrame,
-               merge: bool = False) -> None:
-        """Write a segment's rows of one frame, one part per (task, model)."""
-        import polars as pl
-
+               late: bool = False) -> None:
+        """Write a segment's rows of one frame, one part per (task, model); ``late``: rows
+        resolved at the end of the run, in parts of their own (``part_path``)."""
         if df.height == 0:
             return
         for (task, model), part in df.partition_by(
                 "_task", "_model", as_dict=True, maintain_order=True).items():
-            rel = part_path(fname, task, model, name)
-            part = part.drop("_task", "_model")
-            old = [p for p in entry.parts if p.path == rel]
-            if merge and old:  # the same partition got rows earlier in this run
-                part = pl.concat([pl.read_parquet(self.folder / rel), part])
-                entry.parts.remove(old[0])
-                self.summary.rows[fname] -= old[0].rows
-            raw = self._bytes(part)
+            rel = part_path(fname, task, model, name, late=late)
+            raw = self._bytes(part.drop("_task", "_model"))
             target = self.folder / rel
             self._check_dir(target.parent)
             write_atomic(target, raw)

@@ -8,8 +8,9 @@ An export folder ``DIR`` holds one Hive-partitioned table per projection frame::
     DIR/.gvstore_export.lock        held (flock) while an export runs
 
 ``<part>`` is the first 40 hex digits of the SHA-256 of the segment's path relative to the
-store root, so each segment has at most one part per (frame, task, model) and a re-export
-overwrites its own parts in place. Partition values are the names themselves where they obey
+store root, so each segment has one part per (frame, task, model), and a second one for rows
+whose generation came later in the same export (``part_path(..., late=True)``); a re-export
+overwrites a segment's own parts in place. Partition values are the names themselves where they obey
 gvstore's safe-name rule (``gvstore.names``); any other name is percent-encoded byte by byte
 (every byte of its UTF-8 except ASCII letters, digits and ``-``, so ``.``, ``/``, ``=`` and
 ``_`` never appear raw), which DuckDB and polars decode back to the name when they read the
@@ -80,10 +81,13 @@ def part_stem(segment: str) -> str:
     return hashlib.sha256(segment.encode("utf-8")).hexdigest()[:40]
 
 
-def part_path(frame: str, task: str | None, model: str | None, segment: str) -> str:
-    """The relative path (``/``-joined) of a segment's part of one partition."""
+def part_path(frame: str, task: str | None, model: str | None, segment: str,
+              *, late: bool = False) -> str:
+    """The relative path (``/``-joined) of a segment's part of one partition; ``late``: the
+    part of the rows whose generation came later in the same export (another stem)."""
+    stem = part_stem(segment + "\n(late)" if late else segment)
     return (f"kind={frame}/task={part_value(task, 'task name')}/"
-            f"model={part_value(model, 'model name')}/{part_stem(segment)}.parquet")
+            f"model={part_value(model, 'model name')}/{stem}.parquet")
 
 
 def is_part_path(rel: str) -> bool:
