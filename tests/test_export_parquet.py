@@ -420,3 +420,39 @@ def test_a_long_export_resumes_from_its_checkpoint(tmp_path: Path,
     monkeypatch.setattr(pe._Run, "segment", real)
     again = export_parquet(Store(root), out)
     assert (again.exported, again.skipped) == (3, 3)
+
+
+def test_failed_writes_locks_and_damage_are_one_line(store: Store, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+
+    from gvstore.analysis import parquet_export as pe
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".gvstore_export.lock", "w") as fh:  # another export holds the folder
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        with pytest.raises(GvstoreError, match="being written by another export"):
+            export_parquet(store, out)
+
+    def full(*args: Any, **kwargs: Any) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[0]))
+
+    monkeypatch.setattr(pe, "write_atomic", full)
+    with pytest.raises(GvstoreError, match="No space left on device; free space"):
+        export_parquet(store, out)
+    monkeypatch.undo()
+    seg = next((store.root / "gen").glob("*.jsonl.zst"))
+    raw = bytearray(seg.read_bytes())
+    raw[-3] ^= 0xFF
+    seg.write_bytes(bytes(raw))
+    code, text = _cli("--store", str(store.root), "export", "parquet", str(out))
+    assert code == 1 and text.startswith("error: damaged segment ") and text.count("\n") == 1
+    assert "does not match its name" in text
+    code, text = _cli("--store", str(store.root), "--skip-damaged", "export", "parquet",
+                      str(out), "--json")
+    assert code == 0, text
+    d = json.loads(text[text.index("{"):])
+    assert (d["segments"], d["exported"]) == (3, 2)
+    assert seg.relative_to(store.root).as_posix() not in load_manifest(out).segments  # type: ignore[union-attr]

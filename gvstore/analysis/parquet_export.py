@@ -301,9 +301,20 @@ def _read_all(run: _Run, store: Store, names: list[str], current: dict[str, Path
 
 
 def export_parquet(store: Store, folder: Path | str, *, texts: bool = False) -> ExportSummary:
-    """Export the store's segments not yet in ``folder`` (see the module doc)."""
-    t0 = time.perf_counter()
+    """Export the store's segments not yet in ``folder`` (see the module doc). A failed
+    write (disk full, read-only) is a ``GvstoreError``; what was written before is kept."""
     folder = Path(folder)
+    try:
+        return _export(store, folder, texts)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise GvstoreError(f"cannot write the export in {folder}{where}: "
+                           f"{exc.strerror or exc}; free space or fix the permissions and "
+                           "rerun (the export resumes)") from None
+
+
+def _export(store: Store, folder: Path, texts: bool) -> ExportSummary:
+    t0 = time.perf_counter()
     open_folder(folder, store)
     with locked(folder):
         found, man = start(folder, _version(), texts)
@@ -327,8 +338,9 @@ def export_parquet(store: Store, folder: Path | str, *, texts: bool = False) -> 
         man.save(folder)  # the new parts are in place: name them, then drop the old
         keep = {p.path for p in man.parts()}
         for p in found.parts():
-            if p.path not in keep:
-                (folder / p.path).unlink(missing_ok=True)
+            old = folder / p.path
+            if p.path not in keep and inside(old.parent, folder) and not old.is_symlink():
+                old.unlink(missing_ok=True)  # (never through a link out of the folder)
         tidy(folder, keep)
     for p in man.parts():
         summary.total_rows[p.frame] += p.rows
