@@ -214,6 +214,8 @@ def locked(folder: Path) -> Iterator[None]:
 def start(folder: Path, version: str, texts: bool) -> tuple[Manifest, Manifest]:
     """(the manifest found, the one this export builds on). A new export folder must be
     empty; it gets an empty manifest at once, so a killed first export is tidied next time."""
+    for p in folder.glob(f".{MANIFEST}.*.part"):  # a killed export's manifest, half-written
+        p.unlink(missing_ok=True)
     found = load_manifest(folder)
     if found is None:
         other = sorted(p.name for p in folder.iterdir() if p.name != LOCK)
