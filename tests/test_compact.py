@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 from typer.testing import CliRunner
 
 import gvstore.io
@@ -94,6 +95,8 @@ def test_merge_by_hand(tmp_path: Path) -> None:
     assert res.bytes_before == sum(sizes.values())
     assert res.bytes_after == sum((folder / n).stat().st_size for n in after)
     assert after.isdisjoint(before)
+    for n in after:  # the content size is in the frame (readers decompress in one shot)
+        assert zstandard.frame_content_size((folder / n).read_bytes()) > 0
     # every group but the last reached the target; each new segment holds whole old ones
     assert all(s >= target // 2 for s in sorted(
         (folder / n).stat().st_size for n in after)[1:])
