@@ -476,3 +476,18 @@ def test_failed_writes_locks_and_damage_are_one_line(store: Store, tmp_path: Pat
     d = json.loads(text[text.index("{"):])
     assert (d["segments"], d["exported"]) == (3, 2)
     assert seg.relative_to(store.root).as_posix() not in load_manifest(out).segments  # type: ignore[union-attr]
+
+
+def test_a_part_deleted_or_truncated_by_hand_is_exported_again(store: Store,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    export_parquet(store, out)
+    man = load_manifest(out)
+    assert man is not None
+    parts = man.parts()
+    (out / parts[0].path).unlink()
+    (out / parts[-1].path).write_bytes(b"PAR1")
+    again = export_parquet(store, out)
+    assert again.exported in (1, 2) and again.skipped == 3 - again.exported
+    for p in load_manifest(out).parts():  # type: ignore[union-attr]
+        assert pl.read_parquet(out / p.path).height == p.rows

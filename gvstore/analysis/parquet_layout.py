@@ -151,7 +151,7 @@ def _part(path: Path, obj: Any) -> Part:
         raise _damaged(path, f"bad part entry: {exc}") from None
     if not isinstance(part.path, str) or not is_part_path(part.path):
         raise _damaged(path, f"bad part path {part.path!r}")
-    if not part.path.startswith(f"kind={part.frame}/"):
+    if part.frame not in FRAMES or not part.path.startswith(f"kind={part.frame}/"):
         raise _damaged(path, f"part {part.path!r} is not of frame {part.frame!r}")
     return part
 
@@ -211,6 +211,13 @@ def locked(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _whole(folder: Path, part: Part) -> bool:
+    try:
+        return (folder / part.path).stat().st_size == part.bytes
+    except OSError:
+        return False
+
+
 def start(folder: Path, version: str, texts: bool) -> tuple[Manifest, Manifest]:
     """(the manifest found, the one this export builds on). A new export folder must be
     empty; it gets an empty manifest at once, so a killed first export is tidied next time."""
@@ -225,7 +232,10 @@ def start(folder: Path, version: str, texts: bool) -> tuple[Manifest, Manifest]:
         found = Manifest(version=version, texts=texts)
         found.save(folder)
     if found.version == version and found.texts == texts:
-        return found, Manifest(version, texts, dict(found.segments))
+        # A segment whose part is gone or of another size (deleted, truncated by hand) is
+        # exported again.
+        whole = {n: e for n, e in found.segments.items() if all(_whole(folder, p) for p in e.parts)}
+        return found, Manifest(version, texts, whole)
     return found, Manifest(version, texts)  # another format or --texts: export everything
 
 
