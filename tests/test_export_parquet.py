@@ -491,3 +491,29 @@ def test_a_part_deleted_or_truncated_by_hand_is_exported_again(store: Store,
     assert again.exported in (1, 2) and again.skipped == 3 - again.exported
     for p in load_manifest(out).parts():  # type: ignore[union-attr]
         assert pl.read_parquet(out / p.path).height == p.rows
+
+
+def test_a_real_compaction_is_mirrored(store: Store, tmp_path: Path) -> None:
+    b = StoreBuilder(store, task="t")
+    for i in range(3):  # three small segments in one folder
+        b.scores(b.gens(b.prompt(f"c{i}"), [1, 0, 1], model="h"), "mc", [0.9, 0.5, 0.2])
+        b.write("more")
+    out = tmp_path / "w" / "export"
+    assert export_parquet(store, out).exported == 6
+    code, text = _cli_all("--store", str(store.root), "store", "compact", "more", "-q")
+    assert code == 0, text
+    assert len(list((store.root / "more").glob("*.jsonl.zst"))) == 1
+    after = export_parquet(store, out)
+    assert (after.exported, after.removed, after.skipped) == (1, 3, 3)
+    assert after.total_rows["generations"] == Projections(store).generations.height + 7
+    want = _gvstore_gap(store)
+    rows = _duck(tmp_path / "w", _blocks("sql")[1])
+    assert len(rows) == len(want) == 5
+    for row in rows:
+        assert _close(row["gap"], want[(row["task"], row["generator"], row["round"],
+                                        row["verifier"])].gap)
+
+
+def _cli_all(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(build_app(), list(args))
+    return res.exit_code, res.output
