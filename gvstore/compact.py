@@ -15,8 +15,8 @@ folder's small segments as few of about ``target`` compressed bytes (default 64 
 - **A kill at any point** reads the same records (readers accept unjournalled segments and
   drop duplicate ids; after (3) the journal lists only what is there), and ``settle``, run
   first by ``segments.recover`` (every writer taking the lock; ``store verify --fix``), rolls
-  forward (steps 3 to 5, idempotent) if the new segment is there, else back (deletes the
-  intent), so old segments are never adopted back into the journal as duplicates.
+  forward (steps 3 to 5, idempotent) if the new segment is there, else back
+  (``gvstore.compact_intent``), so old segments are never adopted back as duplicates.
 
 A read in another process while segments are deleted can fail with a missing-segment error
 (rerun it); the store is never damaged. See docs/store.md, "Compaction".
@@ -24,10 +24,10 @@ A read in another process while segments are deleted can fail with a missing-seg
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,9 +36,11 @@ from pathlib import Path
 import msgspec
 import zstandard
 
+from gvstore import compact_intent as ci
 from gvstore import journal, lock
+from gvstore.compact_intent import INTENT_NAME, Intent, finish, id_decoder, write_intent
 from gvstore.errors import DamagedSegment, GvstoreError
-from gvstore.io import fsync_dir, write_atomic
+from gvstore.io import write_atomic
 from gvstore.segments import SEGMENT_SUFFIX, io_error, read_segment, recover
 
 DEFAULT_TARGET = 64 << 20
@@ -48,33 +50,10 @@ AUTO_MIN_SEGMENTS = 64
 """Auto-compaction (end of a generate or verify run) runs when a folder holds at least this
 many segments smaller than ``target / AUTO_SMALL_DIVISOR``."""
 AUTO_SMALL_DIVISOR = 8
-INTENT_NAME = ".compact"
-INTENT_HEADER = "gvstore-compact 1"
-_NAME = re.compile(r"[0-9a-f]{64}\.jsonl\.zst")
 LEVEL = 6  # as gvstore.writer.DEFAULT_LEVEL
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``(bytes done, bytes to do)`` of small segments read."""
-
-
-def _checkpoint(step: str) -> None:
-    """Called after each durable step of a commit (a seam for the kill tests)."""
-
-
-class _IdView(msgspec.Struct, gc=False):
-    id: str
-
-
-_id_decoder = msgspec.json.Decoder(_IdView)
-
-
-@dataclass
-class Intent:
-    """What ``.compact`` holds: the new segment (None: every record was written by an earlier
-    group, so none) that replaces the old ones."""
-
-    new: str | None
-    old: list[str]
 
 
 @dataclass
@@ -102,110 +81,6 @@ def check_target(target: int) -> int:
         raise GvstoreError(f"compaction target size must be at least {MIN_TARGET} bytes, "
                            f"got {target!r}")
     return target
-
-
-
-def intent_path(folder: Path) -> Path:
-    return folder / INTENT_NAME
-
-
-def read_intent(folder: Path) -> Intent | None:
-    """The folder's compaction intent, None if there is none; ``GvstoreError`` if it does not
-    parse (it is written whole, so that means someone edited it)."""
-    path = intent_path(folder)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GvstoreError(f"damaged compaction intent {path}: cannot read: {exc}") from exc
-    lines = text.split("\n")
-    new: str | None = None
-    old: list[str] = []
-    ok = len(lines) >= 3 and lines[0] == INTENT_HEADER and lines[-1] == ""
-    for line in lines[1:-1] if ok else []:
-        word, _, name = line.partition(" ")
-        if not _NAME.fullmatch(name) or word not in ("new", "old"):
-            ok = False
-        elif word == "new" and new is None and not old:
-            new = name
-        elif word == "old" and name != new:
-            old.append(name)
-        else:
-            ok = False
-    if not ok or not old:
-        raise GvstoreError(f"damaged compaction intent {path}: not a {INTENT_HEADER!r} file; "
-                           "`gvstore store verify --fix` deletes it (nothing is lost)")
-    return Intent(new, old)
-
-
-def _write_intent(folder: Path, intent: Intent) -> None:
-    lines = [INTENT_HEADER] + ([f"new {intent.new}"] if intent.new else [])
-    lines += [f"old {n}" for n in intent.old]
-    write_atomic(intent_path(folder), "\n".join(lines) + "\n")
-
-
-def _finish(folder: Path, intent: Intent) -> None:
-    """Steps 3 to 5 of a commit (idempotent): journal, old segments, intent."""
-    j = journal.read_journal(folder)
-    old = set(intent.old)
-    if j is None:
-        names = sorted(n for n in os.listdir(folder)
-                       if n.endswith(SEGMENT_SUFFIX) and not n.startswith("."))
-    else:
-        names = j.names
-    kept: list[str] = []
-    for n in names:
-        if n in old or n == intent.new:
-            if intent.new and intent.new not in kept:
-                kept.append(intent.new)  # where the first old segment was
-            continue
-        kept.append(n)
-    if j is None or kept != j.names or j.torn or j.bad_lines:
-        journal.rewrite(folder, kept)
-    _checkpoint("journal")
-    for n in intent.old:
-        (folder / n).unlink(missing_ok=True)
-        _checkpoint("unlink")
-    fsync_dir(folder)
-    intent_path(folder).unlink(missing_ok=True)
-    fsync_dir(folder)
-    _checkpoint("done")
-
-
-def settle(folder: Path) -> str | None:
-    """Finish or undo an interrupted compaction of ``folder`` (the caller holds its lock);
-    what was done, or None if there was nothing. An intent that does not parse is left for
-    ``store verify`` to report (nothing is deleted on its word)."""
-    try:
-        intent = read_intent(folder)
-    except GvstoreError:
-        return None
-    if intent is None:
-        return None
-    path = intent_path(folder)
-    if intent.new is not None and not _whole(folder / intent.new, intent):
-        (folder / intent.new).unlink(missing_ok=True)
-        path.unlink()
-        fsync_dir(folder)
-        return (f"rolled back an interrupted compaction in {folder} (its new segment was not "
-                "written; the old segments are kept)")
-    _finish(folder, intent)
-    return (f"finished an interrupted compaction in {folder} ({len(intent.old)} segments "
-            "merged)")
-
-
-def _whole(path: Path, intent: Intent) -> bool:
-    """Is the intent's new segment there and, while old segments remain, sound?"""
-    if not path.exists():
-        return False
-    if not any((path.parent / n).exists() for n in intent.old):
-        return True  # nothing else holds its records: never delete it
-    try:
-        read_segment(path)
-    except DamagedSegment:
-        return False
-    return True
 
 
 
@@ -264,7 +139,7 @@ def _kept_lines(path: Path, seen: set[str], res: FolderResult) -> bytes:
     """The lines of one old segment whose ids are not in ``seen`` (which they join)."""
     data = read_segment(path)
     try:
-        ids = [v.id for v in _id_decoder.decode_lines(data)]
+        ids = [v.id for v in id_decoder.decode_lines(data)]
     except msgspec.DecodeError as exc:
         raise DamagedSegment(path, f"bad record: {exc}") from exc
     lines = [line for line in data.split(b"\n") if line.strip()]
@@ -313,14 +188,14 @@ def _merge_group(folder: Path, group: list[str], seen: set[str], res: FolderResu
         new = hashlib.sha256(data).hexdigest() + SEGMENT_SUFFIX
     res.bytes_before += sum((folder / n).stat().st_size for n in group)
     intent = Intent(new, list(group))
-    _write_intent(folder, intent)
-    _checkpoint("intent")
+    write_intent(folder, intent)
+    ci._checkpoint("intent")
     if new is not None:
         write_atomic(folder / new, data)
-        _checkpoint("segment")
+        ci._checkpoint("segment")
         res.written += 1
         res.bytes_after += len(data)
-    _finish(folder, intent)
+    finish(folder, intent)
     res.merged += len(group)
 
 
@@ -348,6 +223,9 @@ def compact_folder(folder: Path, *, target: int = DEFAULT_TARGET, name: str | No
     check_target(target)
     res = FolderResult(folder=name if name is not None else str(folder))
     t0 = time.monotonic()
+    if not (folder / INTENT_NAME).exists() and not _groups(folder, target):
+        res.segments_before = res.segments_after = len(_ordered(folder))
+        return res  # nothing to do: no lock taken (a read-only store is fine)
     try:
         fresh = lock.acquire(folder)
     except OSError as exc:
@@ -356,42 +234,65 @@ def compact_folder(folder: Path, *, target: int = DEFAULT_TARGET, name: str | No
         if not fresh:
             raise GvstoreError(f"cannot compact {folder}: this process has a writer open on "
                                "it; close the writer first")
-        try:
-            res.settled = recover(folder)
-            fj = journal.FolderJournal(folder, set(_ordered(folder)), journal.read_journal(folder))
-            for err in fj.damage():
-                raise err
-            res.segments_before = len(fj.present)
-            _passes(folder, target, res, on_progress)
-            res.segments_after = len(_ordered(folder))
-        except OSError as exc:
-            raise io_error(exc, folder, "compact the store folder") from exc
+        _locked(folder, target, res, on_progress)
     finally:
         lock.release(folder)
     res.seconds = time.monotonic() - t0
     return res
 
 
+def _groups(folder: Path, target: int) -> list[list[str]]:
+    try:
+        return plan([(n, (folder / n).stat().st_size) for n in _ordered(folder)], target)
+    except OSError:
+        return []
+
+
+def _locked(folder: Path, target: int, res: FolderResult, on_progress: ProgressFn | None
+            ) -> None:
+    """``compact_folder`` once the lock is held. A failed write (disk full) undoes the group
+    it was committing at once (``settle``), then raises."""
+    try:
+        res.settled = recover(folder)
+        fj = journal.FolderJournal(folder, set(_ordered(folder)), journal.read_journal(folder))
+        for err in fj.damage():
+            raise err
+        res.segments_before = len(fj.present)
+        _passes(folder, target, res, on_progress)
+        res.segments_after = len(_ordered(folder))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            ci.settle(folder)
+        raise io_error(exc, folder, "compact the store folder") from exc
+
+
 def store_folders(root: Path, names: Sequence[str] | None = None) -> list[tuple[str, Path]]:
-    """(name, path) of the folders to compact: ``names`` (each a safe relative folder that
-    exists inside ``root``), or every folder of the store that holds segments, a journal or a
-    compaction intent (hidden folders such as ``.cache`` skipped)."""
+    """(name, path) of the folders to compact: every folder of the store, or under each of
+    ``names`` (safe relative folders inside ``root``; a trailing ``/`` is dropped), that holds
+    segments, a journal or a compaction intent (hidden folders such as ``.cache`` skipped);
+    a named folder that holds none of these is listed itself."""
     from gvstore.names import check_folder, inside
 
-    if names:
-        out = []
-        for name in names:
-            check_folder(name, "store folder")
-            path = root / name
-            if not inside(path, root):
-                raise GvstoreError(f"store folder {name!r} resolves to {path.resolve()}, "
-                                   f"outside the store {root}")
-            if not path.is_dir():
-                raise GvstoreError(f"no store folder {name!r} in {root}")
-            out.append((name, path))
-        return out
+    if not names:
+        return _walk(root, root)
+    out: list[tuple[str, Path]] = []
+    for given in names:
+        name = given.rstrip("/") if given.strip("/") else given
+        check_folder(name, "store folder")
+        path = root / name
+        if not inside(path, root):
+            raise GvstoreError(f"store folder {name!r} resolves to {path.resolve()}, "
+                               f"outside the store {root}")
+        if not path.is_dir():
+            raise GvstoreError(f"no store folder {name!r} in {root}")
+        found = _walk(root, path) or [(name, path)]
+        out.extend(f for f in found if f not in out)
+    return out
+
+
+def _walk(root: Path, top: Path) -> list[tuple[str, Path]]:
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         if any(f.endswith(SEGMENT_SUFFIX) or f in (journal.JOURNAL_NAME, INTENT_NAME)
                for f in filenames):

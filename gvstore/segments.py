@@ -52,12 +52,12 @@ def recover(folder: Path) -> str | None:
     """Tidy a folder whose lock was just taken: no other writer is active in it now.
 
     Removes temporary files of earlier (dead) writers, finishes or undoes an interrupted
-    compaction (``gvstore.compact.settle``: before adoption, so that the segments it replaces
+    compaction (``gvstore.compact_intent.settle``: before adoption, so that the segments it replaces
     are never adopted back), cuts a torn last journal line, and adopts segments the journal
     does not list (a writer killed between renaming a segment and journalling it) so that the
     journal again names every segment present. Returns what was done about a compaction.
     """
-    from gvstore.compact import settle  # it imports this module
+    from gvstore.compact_intent import settle  # it imports this module
 
     try:
         names = os.listdir(folder)

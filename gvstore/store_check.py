@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from gvstore import compact, journal, lock
+from gvstore import compact_intent, journal, lock
 from gvstore import projcache as _projcache
 from gvstore.errors import DamagedSegment, GvstoreError
 from gvstore.records import check, decoder
@@ -104,9 +104,9 @@ def _check_journals(store: Store, rep: VerifyReport) -> None:
 def _intent_names(folder: Path, rep: VerifyReport) -> set[str]:
     """The segments an interrupted compaction of ``folder`` names (noted in ``rep``)."""
     try:
-        intent = compact.read_intent(folder)
+        intent = compact_intent.read_intent(folder)
     except GvstoreError as exc:
-        rep.damaged_journals.append((str(compact.intent_path(folder)), str(exc)))
+        rep.damaged_journals.append((str(compact_intent.intent_path(folder)), str(exc)))
         return set()
     if intent is None:
         return set()
@@ -180,10 +180,10 @@ def _drop_bad_intent(folder: Path) -> list[str]:
     """Delete a compaction intent that does not parse (nothing was deleted on its word; every
     segment it may have named is still there and is adopted)."""
     try:
-        compact.read_intent(folder)
+        compact_intent.read_intent(folder)
     except GvstoreError:
-        compact.intent_path(folder).unlink(missing_ok=True)
-        return [f"deleted damaged compaction intent {compact.intent_path(folder)}"]
+        compact_intent.intent_path(folder).unlink(missing_ok=True)
+        return [f"deleted damaged compaction intent {compact_intent.intent_path(folder)}"]
     return []
 
 

@@ -19,7 +19,7 @@ import zstandard
 from typer.testing import CliRunner
 
 import gvstore.io
-from gvstore import compact, journal, synth
+from gvstore import compact, compact_intent, journal, synth
 from gvstore.cli.app import app
 from gvstore.errors import GvstoreError
 from gvstore.records import Record
@@ -249,20 +249,33 @@ def test_a_group_of_only_repeats_writes_no_segment(tmp_path: Path) -> None:
     assert {r.id for r in Store(tmp_path / "s").records()} == {r.id for r in recs}
 
 
-def test_settle_rolls_back_a_damaged_new_segment(tmp_path: Path) -> None:
+def test_settle_never_deletes_a_record(tmp_path: Path) -> None:
+    """Intents that name the wrong segments (edited by hand, a damaged new segment) are
+    undone; one whose old segments are held elsewhere is finished."""
     folder = tmp_path / "s" / "gen"
-    _write(folder, _recs(prompts=2, samples=1), per_segment=3)
+    recs = _recs(prompts=2, samples=1)  # 2 + 2 + 2 + 4 = 10 records
+    _write(folder, recs, per_segment=3)
     old = sorted(_names(folder))
+    assert len(old) == 4
     fake = "0" * 64 + ".jsonl.zst"
     (folder / fake).write_bytes(b"not the segment its intent named")
-    compact._write_intent(folder, compact.Intent(fake, old))
-    assert "rolled back" in (compact.settle(folder) or "")
+    journal.append(folder, fake)  # as if step 3 had run
+    compact_intent.write_intent(folder, compact_intent.Intent(fake, old))
+    assert "damaged and is deleted" in (compact_intent.settle(folder) or "")
     assert sorted(_names(folder)) == old and not (folder / ".compact").exists()
-    # its new segment there and sound: rolled forward (the journal, then the old ones)
-    compact._write_intent(folder, compact.Intent(None, old[:1]))
-    assert "finished" in (compact.settle(folder) or "")
-    assert sorted(_names(folder)) == old[1:]
+    assert fake not in journal.read_journal(folder).names  # type: ignore[union-attr]
+    # records found nowhere else: kept
+    compact_intent.write_intent(folder, compact_intent.Intent(None, old[:1]))
+    assert "found nowhere else" in (compact_intent.settle(folder) or "")
+    assert sorted(_names(folder)) == old
+    # the same records again in one segment of other bytes: the old ones may go
+    _write(folder, recs, per_segment=10)
+    whole = (_names(folder) - set(old)).pop()
+    compact_intent.write_intent(folder, compact_intent.Intent(None, old))
+    assert "finished" in (compact_intent.settle(folder) or "")
+    assert _names(folder) == {whole}
     _journal_matches(folder)
+    assert {r.id for r in Store(tmp_path / "s").records()} == {r.id for r in recs}
 
 
 def test_auto_rule(tmp_path: Path) -> None:
@@ -279,14 +292,14 @@ CHILD = """
 import os, signal, sys, time
 from pathlib import Path
 from typing import Any
-from gvstore import compact
+from gvstore import compact, compact_intent
 folder, target, kill_at = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 seen = [0]
 def checkpoint(step):
     seen[0] += 1
     if seen[0] == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
-compact._checkpoint = checkpoint
+compact_intent._checkpoint = checkpoint
 print("go", flush=True)
 t0 = time.monotonic()
 compact.compact_folder(folder, target=target)
@@ -305,11 +318,12 @@ def _phase(folder: Path, original: set[str], done: bool) -> str:
     if done:
         return "finished"
     try:
-        intent = compact.read_intent(folder)
+        intent = compact_intent.read_intent(folder)
     except GvstoreError:
         return "damaged intent"
     if intent is None:
-        return "reading or merging" if _names(folder) == original else "between groups"
+        return ("merging the first group" if _names(folder) == original
+                else "merging a later group (no commit in flight)")
     names = _names(folder)
     j = journal.read_journal(folder)
     assert j is not None
@@ -395,10 +409,12 @@ def test_kill_at_every_commit_step(template: tuple[Path, set[str]], tmp_path: Pa
 
 def _random_kills(template: tuple[Path, set[str]], tmp_path: Path, n: int, seed: int
                   ) -> dict[str, int]:
-    folder = _copy(template, tmp_path / "clean")
-    p = _child(folder, TARGET)
-    out, _ = p.communicate(timeout=120)
-    duration = float(out.split()[2])
+    runs = []
+    for k in range(2):  # the shorter of two clean runs (the machine is shared, and noisy)
+        p = _child(_copy(template, tmp_path / f"clean{k}"), TARGET)
+        out, _ = p.communicate(timeout=120)
+        runs.append(float(out.split()[2]))
+    duration = min(runs)
     rng = random.Random(seed)
     phases: dict[str, int] = {}
     for i in range(n):
@@ -407,7 +423,7 @@ def _random_kills(template: tuple[Path, set[str]], tmp_path: Path, n: int, seed:
         original = _names(folder)
         p = _child(folder, TARGET)
         assert p.stdout is not None and p.stdout.readline() == "go\n"
-        time.sleep(rng.uniform(0, duration * 1.05))
+        time.sleep(rng.uniform(0, duration))
         p.send_signal(signal.SIGKILL)
         p.communicate(timeout=60)
         phase = _phase(folder, original, p.returncode == 0)
@@ -419,7 +435,7 @@ def _random_kills(template: tuple[Path, set[str]], tmp_path: Path, n: int, seed:
 def test_sigkill_at_20_random_points(template: tuple[Path, set[str]], tmp_path: Path) -> None:
     """The issue's test: 20 seeded random kills over a compaction's run."""
     phases = _random_kills(template, tmp_path, 20, seed=17)
-    assert sum(phases.values()) == 20 and phases.get("finished", 0) < 10
+    assert sum(phases.values()) == 20 and phases.get("finished", 0) <= 5
     print("kill phases:", phases)
 
 

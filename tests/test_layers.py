@@ -16,8 +16,8 @@ PKG = REPO / "gvstore"
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "digest", "names"),
     ("records", "io", "yaml_loader"),
-    ("journal", "lock", "projcache", "segments", "compact", "writer", "store", "store_check",
-     "replay"),
+    ("journal", "lock", "projcache", "segments", "compact_intent", "compact", "writer", "store",
+     "store_check", "replay"),
     ("models", "params", "params_check", "tasks", "backends", "verifiers", "synth",
      "analysis.specs", "steps.finetune.config"),
     ("analysis", "steps", "importers"),
