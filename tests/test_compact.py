@@ -278,6 +278,45 @@ def test_settle_never_deletes_a_record(tmp_path: Path) -> None:
     assert {r.id for r in Store(tmp_path / "s").records()} == {r.id for r in recs}
 
 
+def test_nested_folders_trailing_slash_and_read_only(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    _write(root / "verify" / "mc", _recs(prompts=3, samples=1), per_segment=2)
+    _write(root / "verify" / "cot", _recs(prompts=3, samples=1, seed=2), per_segment=2)
+    assert [n for n, _ in compact.store_folders(root, ["verify/"])] == ["verify/cot", "verify/mc"]
+    assert [n for n, _ in compact.store_folders(root)] == ["verify/cot", "verify/mc"]
+    res = runner.invoke(app, ["--store", str(root), "store", "compact", "verify/", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["segments_after"] == 2
+    # nothing left to merge: no lock is taken, so a read-only folder is fine (the tests may
+    # run as root, for whom chmod does not make a folder read-only: watch the lock instead)
+    def no_lock(folder: Path) -> bool:
+        raise AssertionError("locked")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compact.lock, "acquire", no_lock)
+        again = compact.compact_folder(root / "verify" / "mc")
+    assert (again.merged, again.segments_after) == (0, 1)
+
+
+def test_disk_full_undoes_the_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    folder = tmp_path / "s" / "gen"
+    recs = _recs(prompts=3, samples=1)
+    _write(folder, recs, per_segment=2)
+    before = _names(folder)
+
+    def full(target: Path, data: bytes) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(compact, "write_atomic", full)
+    with pytest.raises(GvstoreError, match="No space left on device; the disk is full"):
+        compact.compact_folder(folder)
+    assert _names(folder) == before and not (folder / ".compact").exists()
+    _journal_matches(folder)
+    assert {r.id for r in Store(tmp_path / "s").records()} == {r.id for r in recs}
+
+
 def test_auto_rule(tmp_path: Path) -> None:
     folder = tmp_path / "gen"
     _write(folder, _recs(prompts=16, samples=1), per_segment=1)  # 16 + 16 + 16 + 32 = 80
