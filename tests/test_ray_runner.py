@@ -21,7 +21,8 @@ from gvstore.errors import GvstoreError
 from gvstore.models import SMOLLM2, resolve
 from gvstore.params import RunnerParams
 from gvstore.records import Generation, Prompt, Sampling, seal
-from gvstore.steps import generate
+from gvstore.segments import decode_segment
+from gvstore.steps import generate, verify
 from gvstore.store import Store
 from gvstore.tasks.registry import get_task
 
@@ -86,9 +87,15 @@ def _local(models_dir: Path, root: Path, batch_size: int) -> set[tuple[str, str]
 
 
 @pytest.fixture(scope="module")
-def local_ids(prepared_models: Path, tmp_path_factory: pytest.TempPathFactory
-              ) -> set[tuple[str, str]]:
-    return _local(prepared_models, tmp_path_factory.mktemp("local"), 4)
+def local_root(prepared_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("local")
+    _local(prepared_models, root, 4)
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_ids(local_root: Path) -> set[tuple[str, str]]:
+    return _ids(local_root)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +150,8 @@ DRIVER = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     import test_ray_runner as t
-    from gvstore.steps import generate
+    from gvstore.segments import decode_segment
+from gvstore.steps import generate, verify
     from gvstore.store import Store
     models = Path({models!r})
     s = generate.run(Store({root!r}), "g", t._prompts(6), t._spec(models, 3, batch_size=2),
@@ -258,3 +266,87 @@ def test_nothing_missing_starts_no_pool(tmp_path: Path) -> None:
 
     s = generate.run(store, "g", prompts, _flaky_spec(1), no_backend, runner=RAY)
     assert (s.requested, s.present, s.made, s.batches_run) == (3, 3, 0, 0)
+
+
+def _vspec(models_dir: Path | None, method: str) -> verify.VerifySpec:
+    digest = resolve(SMOLLM2, models_dir).digest if models_dir else "sha256:" + "1" * 64
+    return verify.VerifySpec(method=method, verifier=SMOLLM2.name, verifier_digest=digest,
+                             backend="transformers", sampling=SAMPLING, rounds=1, seed=5,
+                             batch_size=8)
+
+
+def _verifications(root: Path, folder: str) -> set[tuple[str, str]]:
+    """(key, id) of the records in one store folder."""
+    return {(r.key, r.id) for seg in (root / folder).glob("*.jsonl.zst")
+            for r in decode_segment(seg)}
+
+
+def test_mc_verification_on_ray_matches_the_local_runner(
+        prepared_models: Path, local_root: Path, tmp_path: Path) -> None:
+    """mc's log-likelihood calls through the actor pool: the same records as in-process (each
+    run writes a store of its own: records are content-addressed across folders)."""
+    sel = verify.select(Store(local_root), "arith")
+    assert len(sel.generations) == 18
+    local = verify.run(Store(tmp_path / "a"), "v", sel, _vspec(prepared_models, "mc"),
+                       RealFactory(prepared_models))
+    on_ray = verify.run(Store(tmp_path / "b"), "v", sel, _vspec(prepared_models, "mc"),
+                        RealFactory(prepared_models), runner=RAY)
+    assert local.made == on_ray.made == 18
+    a, b = _verifications(tmp_path / "a", "v"), _verifications(tmp_path / "b", "v")
+    assert len(a) == 18 and a == b
+
+
+class Judge:
+    """A deterministic tournament judge: A for an odd seed, else B."""
+
+    name = "judge"
+    model = SMOLLM2
+
+    def sample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
+        return [Sample("A" if r.seed % 2 else "B", 1, "stop") for r in requests]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_tournament_on_ray_plays_the_same_matches(local_root: Path, tmp_path: Path) -> None:
+    sel = verify.select(Store(local_root), "arith")
+    spec = _vspec(None, "tournament")
+    a = verify.run(Store(tmp_path / "a"), "t", sel, spec, Judge)
+    b = verify.run(Store(tmp_path / "b"), "t", sel, spec, Judge, runner=RAY)
+    assert a.made == b.made == 6  # 6 prompts, one bracket of 2 each
+    assert (b.rounds_played, b.batches_run) == (1, 1)
+    assert _verifications(tmp_path / "a", "t") == _verifications(tmp_path / "b", "t")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gvstore", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    """An address that does not answer fails in seconds (Ray alone retries for minutes); Ray
+    options without the ray runner are refused; a params file may say `runner: ray`."""
+    bad = _cli("generate", "--store", str(tmp_path / "s"), "--prompts", "1", "--n", "1",
+               "--models-dir", str(tmp_path / "m"), "--runner", "ray", "--ray-address",
+               "127.0.0.1:1", "-q")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("error: cannot reach the Ray cluster at '127.0.0.1:1'")
+    assert len(bad.stderr.strip().splitlines()) == 1
+    alone = _cli("verify", "--method", "mc", "--ray-actors", "2", "-q")
+    assert alone.returncode == 1
+    assert alone.stderr.strip() == ("error: --ray-address, --ray-actors and --ray-gpus need "
+                                    "--runner ray")
+    from gvstore.params import load
+
+    text = (REPO / "params.yaml").read_text()
+    assert "runner:\n  kind: local" in text
+    (tmp_path / "p.yaml").write_text(text.replace("runner:\n  kind: local", "runner:\n  kind: ray"))
+    assert load(tmp_path / "p.yaml").runner.kind == "ray"
+    short = text.split("runner:\n")[0] + "runner: ray\n" + text.split("retries: 2")[1].split(
+        "\n", 1)[1]
+    (tmp_path / "q.yaml").write_text(short)
+    assert load(tmp_path / "q.yaml").runner == RunnerParams(kind="ray")
+    (tmp_path / "r.yaml").write_text(short.replace("runner: ray", "runner: {kind: ray, actors: 0}"))
+    with pytest.raises(GvstoreError, match="runner.actors must be >= 1"):
+        load(tmp_path / "r.yaml")

@@ -54,6 +54,22 @@ def _ray() -> Any:
     return ray
 
 
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """A clear error now, not a wait without end, when a ``host:port`` (or ``ray://...``)
+    cluster address does not answer (Ray itself retries for minutes)."""
+    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
+    if address == "auto" or ":" not in hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as exc:
+        raise GvstoreError(f"cannot reach the Ray cluster at {address!r} within {timeout:g} s: "
+                           f"{exc}; check runner.address / --ray-address / $RAY_ADDRESS"
+                           ) from None
+
+
 def start(config: RunnerParams) -> Any:
     """Attach to the cluster at ``config.address`` (else ``$RAY_ADDRESS``), or start a local
     Ray instance on this machine; quiet (no progress bars, errors only). Returns ``ray``."""
@@ -66,6 +82,8 @@ def start(config: RunnerParams) -> Any:
                                   "logging_level": logging.ERROR, "configure_logging": False}
         if address is None and config.local_cpus is not None:
             kwargs["num_cpus"] = config.local_cpus
+        if address is not None:
+            reachable(address)
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
