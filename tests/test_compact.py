@@ -4,6 +4,7 @@ seeded random moments (0 records lost, 0 duplicates after replay, `store verify`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -456,7 +457,7 @@ def _random_kills(template: tuple[Path, set[str]], tmp_path: Path, n: int, seed:
     duration = min(runs)
     rng = random.Random(seed)
     phases: dict[str, int] = {}
-    for i in range(n):
+    for i in range(2 * n):  # a run that finished before its kill is checked, then redrawn
         root = tmp_path / f"r{i}"
         folder = _copy(template, root)
         original = _names(folder)
@@ -468,13 +469,24 @@ def _random_kills(template: tuple[Path, set[str]], tmp_path: Path, n: int, seed:
         phase = _phase(folder, original, p.returncode == 0)
         phases[phase] = phases.get(phase, 0) + 1
         _check_after_kill(root, folder, template[1], TARGET)
+        if phase == "finished":
+            duration *= 0.8  # this run was faster than the clean ones
+        elif sum(phases.values()) - phases.get("finished", 0) == n:
+            break
     return phases
 
 
+# Where the kills landed (the delays are seeded, the run's speed is not: counts vary by run).
+# Five runs of this test on 3 December 2026 (a shared 2-core machine), kills by phase
+# (`_phase`): merging a later group, no commit in flight 10/5/10/10/10; merging the first
+# group 0/1/3/2/3; intent written 5/7/1/2/2; new segment written 0/3/3/4/4; journal rewritten
+# 2/2/2/1/1; deleting old segments 3/2/1/1/0; and runs that finished before their kill
+# (checked too, then redrawn) 4/2/0/0/0. One slow 100-kill run: 35/4/11/26/10/14, 0 finished.
+# Every kill: 0 records lost, 0 duplicates after replay, `store verify` clean.
 def test_sigkill_at_20_random_points(template: tuple[Path, set[str]], tmp_path: Path) -> None:
     """The issue's test: 20 seeded random kills over a compaction's run."""
     phases = _random_kills(template, tmp_path, 20, seed=17)
-    assert sum(phases.values()) == 20 and phases.get("finished", 0) <= 5
+    assert sum(phases.values()) - phases.get("finished", 0) == 20
     print("kill phases:", phases)
 
 
@@ -482,19 +494,35 @@ def test_sigkill_at_20_random_points(template: tuple[Path, set[str]], tmp_path: 
 def test_sigkill_at_100_random_points(template: tuple[Path, set[str]], tmp_path: Path
                                       ) -> None:
     phases = _random_kills(template, tmp_path, 100, seed=18)
-    assert sum(phases.values()) == 100
+    assert sum(phases.values()) - phases.get("finished", 0) == 100
     print("kill phases:", phases)
 
 
 def test_auto_compaction_at_the_end_of_a_run(tmp_path: Path) -> None:
-    """run_batches compacts its folder after the writer closes when it holds many small
-    segments."""
-    from gvstore.steps.base import auto_compact
+    """A generate run that wrote one segment per batch (70 of them) compacts its folder after
+    its writer closes; a rerun (nothing missing) and a small run leave it alone."""
+    from gvstore.records import Generation, Prompt, Sampling
+    from gvstore.steps import generate
+    from tests.helpers import FakeBackend
 
     store = Store(tmp_path / "s")
-    _write(store.root / "gen", _recs(prompts=16, samples=1), per_segment=1)
-    ids = {r.id for r in store.records()}
-    auto_compact(store, "gen")
-    assert len(_names(store.root / "gen")) == 1 and {r.id for r in store.records()} == ids
-    auto_compact(store, "gen")  # below the threshold now: nothing
-    assert len(_names(store.root / "gen")) == 1
+    prompts = [Prompt(task="t", split="test", item_id=str(i), text=f"q{i}", reference="1")
+               for i in range(35)]
+    spec = generate.GenerateSpec(model="m", model_digest="d", backend="fake",
+                                 sampling=Sampling(temperature=1.0, max_tokens=4), n=2,
+                                 batch_size=1)
+    fake = FakeBackend(on_sample=lambda r: "answer")
+    summary = generate.run(store, "gen", prompts, spec, fake.factory, flush_seconds=0)
+    assert summary.made == 70 and summary.batches_run == 70
+    folder = store.root / "gen"
+    assert len(_names(folder)) == 1  # 1 prompt segment + 70 batches, merged
+    gens = store.records(["generation"])
+    assert len(gens) == 70 and all(isinstance(g, Generation) for g in gens)
+    assert len(store.records(["prompt"])) == 35
+    _journal_matches(folder)
+    again = generate.run(store, "gen", prompts, spec, fake.factory, flush_seconds=0)
+    assert again.made == 0 and len(_names(folder)) == 1
+    third = generate.run(store, "gen", prompts[:10], dataclasses.replace(spec, n=3),
+                         fake.factory, flush_seconds=0)
+    assert third.made == 10 and len(_names(folder)) == 1 + 10  # under the threshold of 64
+    assert compact.small_segments(folder) == 11 < compact.AUTO_MIN_SEGMENTS
