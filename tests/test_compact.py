@@ -380,7 +380,15 @@ def _check_after_kill(root: Path, folder: Path, ids: set[str], target: int) -> N
     """Reads before any writer recovers, then recovery, then a second compaction."""
     got = [r.id for r in Store(root).iter_records()]
     assert len(got) == len(set(got)) == len(ids) and set(got) == ids
-    assert _verify_json(root)["ok"]
+    v = _verify_json(root)
+    assert v["ok"] and v["interrupted_compactions"] == (
+        [str(folder)] if (folder / ".compact").exists() else [])
+    if (folder / ".compact").exists():  # the segments it names are not "to be adopted"
+        named = compact_intent.read_intent(folder)
+        assert named is not None
+        assert not {Path(p).name for p in v["unjournalled"]} & {*named.old, named.new}
+        res = runner.invoke(app, ["--store", str(root), "store", "verify"])
+        assert f"note: folder {folder} holds an interrupted compaction" in res.stdout
     with Store(root).writer(folder.name):  # a writer's open recovers the folder
         pass
     assert not (folder / ".compact").exists()
