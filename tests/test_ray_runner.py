@@ -350,3 +350,42 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(short.replace("runner: ray", "runner: {kind: ray, actors: 0}"))
     with pytest.raises(GvstoreError, match="runner.actors must be >= 1"):
         load(tmp_path / "r.yaml")
+
+
+class VllmFactory:
+    """The real vllm back end (a small share of the GPU, so that the in-process run and the
+    actor fit side by side)."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+
+    def __call__(self):  # type: ignore[no-untyped-def]
+        return get_backend("vllm", SMOLLM2, models_dir=self.models_dir, batch_size=4,
+                           gpu_memory_utilization=0.25, dtype="float32", max_model_len=2048,
+                           enforce_eager=True)
+
+
+def _cuda() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None or importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="requires vllm (the gpu extra) and a CUDA GPU")
+def test_vllm_through_ray_on_a_gpu_actor(prepared_models: Path, tmp_path: Path) -> None:
+    """The vllm back end in an actor that holds a GPU: the same records as in-process."""
+    spec = generate.GenerateSpec(
+        model=SMOLLM2.name, model_digest=resolve(SMOLLM2, prepared_models).digest,
+        backend="vllm", sampling=SAMPLING, n=2, seed=3, batch_size=4)
+    local = generate.run(Store(tmp_path / "a"), "g", _prompts(6), spec,
+                         VllmFactory(prepared_models))
+    on_gpu = RunnerParams(kind="ray", actors=1, num_gpus=1)
+    s = generate.run(Store(tmp_path / "b"), "g", _prompts(6), spec,
+                     VllmFactory(prepared_models), runner=on_gpu)
+    assert local.made == s.made == 12
+    assert _ids(tmp_path / "a") == _ids(tmp_path / "b")
