@@ -205,3 +205,17 @@ def test_analysis_reads_the_same_survivors(tmp_path: Path) -> None:
         w = Weigher(group).weights(parse(f"tournament:rounds={r}"))
         kept = {ids[h] for h, x in zip(group.gen.tolist(), w.tolist(), strict=True) if x}
         assert kept == set().union(*(h[r] for h in history.values()))
+
+
+def test_a_tournament_compacts_its_folder_at_the_end(tmp_path: Path) -> None:
+    """One segment per match (batch 1, flushed at once): 70 prompts x a bracket of 2 make 70
+    segments, merged into one when the writer closes; the matches are all still there."""
+    store = Store(tmp_path / "s")
+    build(store, n=2, prompts=70)
+    sel = select(store, "arith")
+    s = run(store, "tour", sel, spec(1, batch_size=1), scripted().factory,
+            flush_seconds=0)
+    assert s.made == 70 and s.batches_run == 70
+    names = [p for p in (store.root / "tour").iterdir() if p.name.endswith(".jsonl.zst")]
+    assert len(names) == 1
+    assert len(comparisons(store)) == 70

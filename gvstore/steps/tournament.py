@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING
 from gvstore.backends.base import Backend, Sample, SampleRequest
 from gvstore.digest import seed as derive_seed
 from gvstore.records import Comparison, Generation, Provenance, Record, record_key
-from gvstore.steps.base import Batches, ProgressCallback, cut, on_ray, write_batches
+from gvstore.steps.base import (
+    Batches,
+    ProgressCallback,
+    auto_compact,
+    cut,
+    on_ray,
+    write_batches,
+)
 from gvstore.steps.verify import Selection, VerifySpec, VerifySummary
 from gvstore.store import Store
 from gvstore.verifiers.common import problem_text, sampling_tag, solution_text
@@ -203,6 +210,8 @@ def run(
             settled[0] += len(round_matches)
             if backend.backend is not None or (on_pool and summary.batches_run):
                 report()
+    if summary.made:
+        auto_compact(store, folder)
     summary.present = summary.requested - summary.made
     summary.seconds = time.monotonic() - t_start
     return summary
