@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import zstandard
+from helpers import subprocess_env
 from typer.testing import CliRunner
 
 import gvstore.io
@@ -27,7 +28,6 @@ from gvstore.records import Record
 from gvstore.segments import read_segment
 from gvstore.store import Store
 from gvstore.writer import Writer
-from tests.helpers import subprocess_env
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -509,9 +509,10 @@ def test_sigkill_at_100_random_points(template: tuple[Path, set[str]], tmp_path:
 def test_auto_compaction_at_the_end_of_a_run(tmp_path: Path) -> None:
     """A generate run that wrote one segment per batch (70 of them) compacts its folder after
     its writer closes; a rerun (nothing missing) and a small run leave it alone."""
+    from helpers import FakeBackend
+
     from gvstore.records import Generation, Prompt, Sampling
     from gvstore.steps import generate
-    from tests.helpers import FakeBackend
 
     store = Store(tmp_path / "s")
     prompts = [Prompt(task="t", split="test", item_id=str(i), text=f"q{i}", reference="1")
