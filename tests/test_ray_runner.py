@@ -150,8 +150,7 @@ DRIVER = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     import test_ray_runner as t
-    from gvstore.segments import decode_segment
-from gvstore.steps import generate, verify
+    from gvstore.steps import generate
     from gvstore.store import Store
     models = Path({models!r})
     s = generate.run(Store({root!r}), "g", t._prompts(6), t._spec(models, 3, batch_size=2),
