@@ -17,6 +17,12 @@ wrote the same record ids.
 
     python benchmarks/ray_bench.py [--prompts 32] [--n 4] [--max-tokens 32] [--batch-size 8]
         [--backend ctranslate2] [--reps 1] [--actors N]
+
+The runner's own cost per record, without a model (``--overhead``): an instant back end that
+answers every request at once, so what is left is planning, the store, and for Ray the rows,
+pickling, the object store, streaming and the driver's writes. Local and Ray side by side:
+
+    python benchmarks/ray_bench.py --overhead [--prompts 2000] [--n 8] [--batch-size 32]
 """
 
 from __future__ import annotations
@@ -64,6 +70,68 @@ print(json.dumps({"wall": t2 - t1, "model_seconds": s.model_seconds, "made": s.m
 """
 
 
+OVERHEAD = r"""
+import json, sys, time
+from pathlib import Path
+from gvstore.backends.base import Sample
+from gvstore.params import RunnerParams
+from gvstore.records import Prompt, Sampling
+from gvstore.steps import generate
+from gvstore.store import Store
+
+class Instant:
+    name = "instant"
+    def sample(self, requests):
+        return [Sample("answer " + str(r.seed), 2, "stop") for r in requests]
+    def close(self):
+        pass
+
+a = json.loads(sys.argv[1])
+prompts = [Prompt(task="t", split="test", item_id=str(i), text=f"question {i}", reference="1")
+           for i in range(a["prompts"])]
+spec = generate.GenerateSpec(model="m", model_digest="sha256:" + "0" * 64, backend="instant",
+                             sampling=Sampling(temperature=1.0, max_tokens=4), n=a["n"],
+                             batch_size=a["batch_size"])
+runner = (RunnerParams(kind="ray", actors=a["actors"], local_cpus=a["cpus"])
+          if a["actors"] else None)
+if runner is not None:  # the instance's start is the fixed cost, measured apart
+    from gvstore.steps.ray_runner import start
+    t0 = time.monotonic(); start(runner); started = time.monotonic() - t0
+else:
+    started = 0.0
+t1 = time.monotonic()
+s = generate.run(Store(a["store"]), "g", prompts, spec, Instant, runner=runner)
+print(json.dumps({"wall": time.monotonic() - t1, "start": started, "made": s.made}))
+"""
+
+
+def overhead(args: argparse.Namespace) -> None:
+    records = args.prompts * args.n
+    print(f"runner overhead: {args.prompts} prompts x n={args.n} = {records} records, batch "
+          f"{args.batch_size}, an instant back end, {os.cpu_count()} CPUs, {args.reps} rep(s), "
+          f"{time.strftime('%Y-%m-%d')}")
+    got: dict[str, list[dict[str, float]]] = {"local": [], "ray-1": [], f"ray-{args.actors}": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.reps):
+            for name in got:
+                actors = 0 if name == "local" else int(name.split("-")[1])
+                a = {"prompts": args.prompts, "n": args.n, "batch_size": args.batch_size,
+                     "actors": actors, "cpus": os.cpu_count(),
+                     "store": str(Path(tmp) / f"{name}-{rep}")}
+                out = subprocess.run([sys.executable, "-c", OVERHEAD, json.dumps(a)],
+                                     capture_output=True, text=True, check=False)
+                if out.returncode != 0:
+                    sys.exit(f"{name} failed:\n{out.stderr[-3000:]}")
+                got[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    base = statistics.median(r["wall"] for r in got["local"])
+    print(f"{'config':<10}{'start s':>9}{'run s':>9}{'us/record':>11}{'x local':>9}")
+    for name, rs in got.items():
+        wall = statistics.median(r["wall"] for r in rs)
+        start = statistics.median(r["start"] for r in rs)
+        print(f"{name:<10}{start:>9.1f}{wall:>9.1f}{wall / records * 1e6:>11.0f}"
+              f"{wall / base:>9.2f}")
+
+
 def _run(name: str, args: argparse.Namespace, models: Path, work: Path, rep: int,
          actors: int, threads: int | None) -> dict[str, object]:
     env = dict(os.environ)
@@ -89,7 +157,12 @@ def main() -> None:
     ap.add_argument("--backend", default="ctranslate2")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--actors", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--overhead", action="store_true",
+                    help="the runner's own cost per record, with an instant back end")
     args = ap.parse_args()
+    if args.overhead:
+        overhead(args)
+        return
     from gvstore.models import SMOLLM2, prepare
 
     configs = {"local": (0, None), "local-1thread": (0, 1), "ray-1": (1, None),
