@@ -240,6 +240,17 @@ class FakeBackend:
         self.closed += 1
 
 
+def vllm_gpu() -> bool:
+    """vLLM (the gpu extra) is installed and torch sees a CUDA GPU: the ``gpu`` tests' need."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None or importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def as_sample(out: str | Sample) -> Sample:
     """A text as a sample of 1 token per word that stopped; a ``Sample`` as it is."""
     return out if isinstance(out, Sample) else Sample(out, max(1, len(out.split())), "stop")

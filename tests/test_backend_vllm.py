@@ -12,7 +12,6 @@ CUDA GPU) and compares its log-likelihoods with the ``transformers`` back end.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import vllm_gpu
 
 from gvstore.backends import LoglikRequest, SampleRequest
 from gvstore.backends.hf import batch_seed
@@ -256,16 +256,8 @@ def test_backend_merges_samples_when_asked(fake_vllm: type[FakeLLM]) -> None:
 # ---- the real engine ----------------------------------------------------------------------
 
 
-def _cuda() -> bool:
-    if importlib.util.find_spec("vllm") is None or importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(not _cuda(), reason="requires vllm (the gpu extra) and a CUDA GPU")
+@pytest.mark.skipif(not vllm_gpu(), reason="requires vllm (the gpu extra) and a CUDA GPU")
 def test_vllm_on_smollm2(prepared_models: Path) -> None:
     from gvstore.backends.hf import TransformersBackend
     from gvstore.models import SMOLLM2

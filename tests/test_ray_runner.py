@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from helpers import vllm_gpu
 
 from gvstore.backends.base import Sample, SampleRequest, get_backend
 from gvstore.errors import GvstoreError
@@ -364,18 +365,9 @@ class VllmFactory:
                            enforce_eager=True)
 
 
-def _cuda() -> bool:
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None or importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
-
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _cuda(), reason="requires vllm (the gpu extra) and a CUDA GPU")
+@pytest.mark.skipif(not vllm_gpu(), reason="requires vllm (the gpu extra) and a CUDA GPU")
 def test_vllm_through_ray_on_a_gpu_actor(prepared_models: Path, tmp_path: Path) -> None:
     """The vllm back end in an actor that holds a GPU: the same records as in-process."""
     spec = generate.GenerateSpec(
