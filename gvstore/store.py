@@ -152,15 +152,30 @@ class Store:
         the journals are checked (unless ``journals`` is False: the caller did).
 
         Reading, hashing and decompressing release the GIL, so a helper thread does them for
-        the next segment while the caller decodes this one.
+        the next segment while the caller decodes this one. A segment that is gone by the
+        time it is read and that its folder's journal no longer lists was compacted away (or
+        forgotten by ``store verify --fix``) meanwhile: it is passed over, and the segments
+        that appeared since the scan (the merged ones, holding its records) are read after
+        the others, so a read that overlaps a compaction still sees every record.
         """
         skip_damaged = self.skip_damaged if skip_damaged is None else skip_damaged
         on_skip = on_skip if on_skip is not None else self.on_skip
         if journals:
             self.check_journals(skip_damaged, on_skip)
-        paths = self.segments()
-        if not paths:
-            return
+        paths, seen = self.segments(), set()
+        while paths:
+            vanished = False
+            for path, data in self._read_ahead(paths, skip_damaged, on_skip):
+                if data is None:
+                    vanished = True
+                else:
+                    yield path, data
+            seen.update(paths)
+            paths = [q for q in self.segments() if q not in seen] if vanished else []
+
+    def _read_ahead(self, paths: list[Path], skip_damaged: bool, on_skip: SkipCallback | None
+                    ) -> Iterator[tuple[Path, bytes | None]]:
+        """``checked_segments`` over ``paths``; None for a segment compacted away."""
         with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
             queue: deque[Future[bytes]] = deque(
                 pool.submit(read_segment, p) for p in paths[:READ_AHEAD]
@@ -172,6 +187,9 @@ class Store:
                 try:
                     data = current.result()
                 except DamagedSegment as exc:
+                    if not path.exists() and not _journalled(path):
+                        yield path, None
+                        continue
                     if not skip_damaged:
                         raise
                     if on_skip is not None:
@@ -333,6 +351,16 @@ class StoreStats:
     @property
     def compression_ratio(self) -> float:
         return self.bytes_raw / self.bytes_on_disk if self.bytes_on_disk else 0.0
+
+
+def _journalled(path: Path) -> bool:
+    """Whether the journal of ``path``'s folder lists it (True if the journal is unreadable:
+    then a missing segment stays an error)."""
+    try:
+        j = journal.read_journal(path.parent)
+    except DamagedSegment:
+        return True
+    return j is not None and path.name in j.names
 
 
 def _bump(d: dict[str, int], k: str | None) -> None:

@@ -535,3 +535,32 @@ def test_auto_compaction_at_the_end_of_a_run(tmp_path: Path) -> None:
                          fake.factory, flush_seconds=0)
     assert third.made == 10 and len(_names(folder)) == 1 + 10  # under the threshold of 64
     assert compact.small_segments(folder) == 11 < compact.AUTO_MIN_SEGMENTS
+
+
+def test_a_read_that_overlaps_a_compaction_sees_every_record_once(tmp_path: Path) -> None:
+    """A reader lists the segments, the folder is compacted under it (the old segments are
+    deleted), and the reader goes on: it passes over the segments that are gone and reads the
+    merged one that appeared, so it still yields every record exactly once. A journalled
+    segment deleted by hand stays an error."""
+    recs = _recs(prompts=10, samples=2)
+    folder = tmp_path / "s" / "gen"
+    _write(folder, recs, per_segment=5)
+    store = Store(tmp_path / "s")
+    before = len(_names(folder))
+    assert before > 6
+    it = store.iter_batches()
+    got = [r.id for r in next(it)]  # one segment read, two more read ahead
+    summary = compact.compact_folder(folder)
+    assert len(_names(folder)) == 1 and summary.merged == before
+    got += [r.id for batch in it for r in batch]
+    assert len(got) == len(set(got)) == len({r.id for r in recs})
+    assert set(got) == {r.id for r in recs}
+    # A segment the journal still lists but that is gone: the usual error.
+    _write(tmp_path / "t" / "gen", recs, per_segment=5)
+    other = Store(tmp_path / "t")
+    it2 = other.iter_batches()
+    next(it2)
+    victim = sorted((tmp_path / "t" / "gen").glob("*.jsonl.zst"))[-1]
+    victim.unlink()
+    with pytest.raises(GvstoreError, match="cannot read"):
+        list(it2)
