@@ -119,45 +119,69 @@ def _defaults(df: pl.DataFrame, values: dict[str, object]) -> pl.DataFrame:
     )
 
 
-def _split(lines: pl.DataFrame) -> dict[str, pl.DataFrame]:
+KIND_OF = {"prompts": "prompt", "generations": "generation", "grades": "grade",
+           "verifications": "verification", "comparisons": "comparison", "weights": "weight"}
+
+
+def _split(lines: pl.DataFrame, keep: tuple[str, ...] = ()) -> dict[str, pl.DataFrame]:
+    """The frames of ``lines`` (each with the columns ``keep`` of its lines, too)."""
     import polars as pl
 
-    by_kind = {k: lines.filter(pl.col("kind") == k) for k in
-               ("prompt", "generation", "grade", "verification", "comparison", "weight")}
+    by_kind = {k: lines.filter(pl.col("kind") == k) for k in KIND_OF.values()}
     frames = {
         "prompts": _defaults(by_kind["prompt"], {"split": "test"}).select(
-            _h("id").alias("prompt"), "task", "item_id", "split", "reference"),
+            _h("id").alias("prompt"), "task", "item_id", "split", "reference", *keep),
         "generations": _defaults(by_kind["generation"], {
             "round": 0, "n_tokens": 0, "finish_reason": ""}).select(
             _h("id").alias("gen"), _h("prompt_id").alias("prompt"), "task", "model", "round",
             "sample_index", "n_tokens", "finish_reason",
-            pl.col("sampling").struct.field("temperature").fill_null(1.0).alias("temperature")),
+            pl.col("sampling").struct.field("temperature").fill_null(1.0).alias("temperature"),
+            *keep),
         "grades": _defaults(by_kind["grade"], {"grader_version": "1"}).select(
             _h("generation_id").alias("gen"), "grader", "grader_version", "strict", "flexible",
-            "extracted"),
+            "extracted", *keep),
         "verifications": _defaults(by_kind["verification"], {
             "template": "", "sample_index": 0, "parse_status": "ok"}).select(
             _h("generation_id").alias("gen"), "verifier", "method", "template", "sample_index",
-            "score", "parse_status", "p_correct", "p_incorrect"),
+            "score", "parse_status", "p_correct", "p_incorrect", *keep),
         "comparisons": _defaults(by_kind["comparison"], {
             "method": "tournament", "bracket": 0, "bracket_round": 0, "sample_index": 0,
             "parse_status": "ok"}).select(
             _h("prompt_id").alias("prompt"), _h("generation_a").alias("a"),
             _h("generation_b").alias("b"), _h("winner").alias("winner"), "verifier", "method",
-            "bracket", "bracket_round", "sample_index", "parse_status"),
+            "bracket", "bracket_round", "sample_index", "parse_status", *keep),
         "weights": by_kind["weight"].select(
-            _h("generation_id").alias("gen"), "spec", "weight"),
+            _h("generation_id").alias("gen"), "spec", "weight", *keep),
     }
     return {name: frames[name].cast(schemas()[name])  # type: ignore[arg-type]
             for name in FRAMES}
 
 
+CHUNK_ROWS = 100_000
+"""Lines projected at a time: the record fields of a chunk are held only while it is
+projected, so a cold build peaks at about the frames' size, not the lines' (ids as text)."""
+
+
+def _project(parts: list[pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """The frames of some lines, each row with ``_h1``, ``_h2``: the first 128 bits of its
+    record id, on which duplicates are dropped across chunks."""
+    import polars as pl
+
+    lines = pl.concat(parts).with_columns(
+        pl.col("id").str.slice(7, 16).str.to_integer(base=16, dtype=pl.UInt64).alias("_h1"),
+        pl.col("id").str.slice(23, 16).str.to_integer(base=16, dtype=pl.UInt64).alias("_h2"))
+    return _split(lines, keep=("_h1", "_h2"))
+
+
 def _build(
-    store: Store, skip_damaged: bool, on_skip: Callable[[DamagedSegment], None] | None
+    store: Store, skip_damaged: bool, on_skip: Callable[[DamagedSegment], None] | None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> dict[str, pl.DataFrame]:
     import polars as pl
 
+    chunks: list[dict[str, pl.DataFrame]] = []
     parts: list[pl.DataFrame] = []
+    rows = 0
     for path, data in store.checked_segments(skip_damaged, on_skip, journals=False):
         try:
             parts.append(pl.read_ndjson(io.BytesIO(data), schema=_line_schema()))
@@ -167,11 +191,16 @@ def _build(
                 raise err from None
             if on_skip is not None:
                 on_skip(err)
-    if parts:
-        lines = pl.concat(parts).unique(subset="id", keep="first", maintain_order=True)
-    else:
-        lines = pl.DataFrame(schema=_line_schema())
-    frames = _split(lines)
+            continue
+        rows += parts[-1].height
+        if rows >= chunk_rows:
+            chunks.append(_project(parts))
+            parts, rows = [], 0
+    if parts or not chunks:
+        chunks.append(_project(parts or [pl.DataFrame(schema=_line_schema())]))
+    frames = {name: pl.concat([c[name] for c in chunks])
+              .unique(subset=["_h1", "_h2"], keep="first", maintain_order=True)
+              .drop("_h1", "_h2") for name in FRAMES}
     for name, col in (("prompts", "prompt"), ("generations", "gen")):
         if frames[name][col].n_unique() != frames[name].height:
             raise GvstoreError(

@@ -79,3 +79,30 @@ def test_damaged_segment_skipped_build_is_not_cached(tmp_path: Path) -> None:
     p.load()
     assert len(skipped) == 1
     assert not (tmp_path / ".cache" / "proj").exists()
+
+
+def test_a_build_in_chunks_equals_one_build_and_drops_duplicates_across_chunks(
+        tmp_path: Path) -> None:
+    """The cold build projects a few hundred thousand lines at a time; with chunks of one
+    line, of 7 and of everything, the frames are the same, row for row, and a record written
+    in two segments (so in two chunks) is kept once, at its first place."""
+    from gvstore import replay
+
+    store = Store(tmp_path)
+    recs = _write(store, SynthConfig(prompts=6, samples=4, repeats=2,
+                                     methods=("mc", "cot_score", "tournament")))
+    with store.writer("again", flush_records=7) as w:
+        w.extend(recs[::3])  # duplicates, in later segments
+    whole = replay._build(store, False, None, chunk_rows=10**9)
+    for rows in (1, 7):
+        parts = replay._build(store, False, None, chunk_rows=rows)
+        for name in replay.FRAMES:
+            assert parts[name].equals(whole[name]), (rows, name)
+    n = {k: sum(type(r).__name__.lower() == k for r in recs)
+         for k in ("prompt", "generation", "grade", "verification", "comparison")}
+    assert whole["prompts"].height == n["prompt"]
+    assert whole["generations"].height == n["generation"]
+    assert whole["grades"].height == n["grade"]
+    assert whole["verifications"].height == n["verification"]
+    assert whole["comparisons"].height == n["comparison"]
+    assert set(whole["generations"].columns) == set(replay.schemas()["generations"])
