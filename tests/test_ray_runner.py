@@ -5,6 +5,7 @@ a failing batch is retried, then reported, never dropped."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -380,3 +381,24 @@ def test_vllm_through_ray_on_a_gpu_actor(prepared_models: Path, tmp_path: Path) 
                      VllmFactory(prepared_models), runner=on_gpu)
     assert local.made == s.made == 12
     assert _ids(tmp_path / "a") == _ids(tmp_path / "b")
+
+
+def test_the_cli_generates_through_ray_as_a_user_runs_it(
+        prepared_models: Path, tmp_path: Path) -> None:
+    """`gvstore generate --runner ray` with its progress bar (whose model-loading notice stays
+    on the driver while the plain factory goes to the workers), then the same command on the
+    local runner: the keys are the same, so it has nothing to do."""
+    args = ["generate", "--store", str(tmp_path / "s"), "--prompts", "3", "--n", "2",
+            "--max-tokens", "8", "--batch-size", "2", "--models-dir", str(prepared_models)]
+    env = os.environ | {"GVSTORE_NO_PROGRESS": "", "GVSTORE_THREADS": "1"}
+    ray_run = subprocess.run([sys.executable, "-m", "gvstore", *args, "--runner", "ray",
+                              "--ray-actors", "2", "--json"], capture_output=True, text=True,
+                             env=env, timeout=300)
+    assert ray_run.returncode == 0, ray_run.stderr[-2000:]
+    got = json.loads(ray_run.stdout)
+    assert (got["requested"], got["generated"], got["batches_run"]) == (6, 6, 4)
+    assert "Traceback" not in ray_run.stderr
+    again = _cli(*args, "--json")
+    assert again.returncode == 0, again.stderr
+    local = json.loads(again.stdout)
+    assert (local["requested"], local["present"], local["generated"]) == (6, 6, 0)
