@@ -46,15 +46,13 @@ from gvstore.analysis.parquet_layout import (
 from gvstore.errors import DamagedSegment, GvstoreError
 from gvstore.io import write_atomic
 from gvstore.names import inside
-from gvstore.replay import FRAMES, PROJECTION_VERSION
+from gvstore.replay import FRAMES, KIND_OF, PROJECTION_VERSION
 from gvstore.segments import read_segment
 from gvstore.store import Store
 
 if TYPE_CHECKING:
     import polars as pl
 
-KINDS = dict(zip(FRAMES, ("prompt", "generation", "grade", "verification", "comparison",
-                          "weight"), strict=True))
 TEXTS = {"prompts": "text", "generations": "text", "verifications": "raw", "comparisons": "raw"}
 REFERS = {"grades": "gen", "verifications": "gen", "weights": "gen", "comparisons": "a"}
 """Frames partitioned by the task and model of a generation, and the column naming it."""
@@ -108,7 +106,7 @@ def _read_frames(path: Path, texts: bool) -> dict[str, pl.DataFrame]:
     out = {}
     for name in FRAMES:
         extra = ["id"] + ([TEXTS[name]] if texts and name in TEXTS else [])
-        more = lines.filter(pl.col("kind") == KINDS[name]).select(extra)
+        more = lines.filter(pl.col("kind") == KIND_OF[name]).select(extra)
         out[name] = pl.concat([frames[name], more], how="horizontal")
     return out
 
