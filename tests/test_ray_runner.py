@@ -402,3 +402,38 @@ def test_the_cli_generates_through_ray_as_a_user_runs_it(
     assert again.returncode == 0, again.stderr
     local = json.loads(again.stdout)
     assert (local["requested"], local["present"], local["generated"]) == (6, 6, 0)
+
+
+class Crash:
+    """A back end whose process dies (``os._exit``) on the batches holding a seed divisible
+    by 7: every actor that reaches such a batch dies."""
+
+    name = "crash"
+    model = SMOLLM2
+
+    def sample(self, requests: Sequence[SampleRequest]) -> list[Sample]:
+        if any(r.seed % 7 == 0 for r in requests):
+            os._exit(3)
+        return [Sample(f"answer {r.seed}", 2, "stop") for r in requests]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_batch_that_kills_every_actor_fails_the_run_instead_of_looping(
+        tmp_path: Path) -> None:
+    """Ray restarts a dead actor and retries its batch a few times (CRASH_RESTARTS); a batch
+    that kills each actor it reaches then fails the run with one line, and a rerun with a
+    back end that works makes what is missing."""
+    prompts = _prompts(12)
+    spec = _flaky_spec(1)
+    assert any(r.seed % 7 == 0 for b in generate.plan(prompts, spec) for r in b)
+    store = Store(tmp_path / "s")
+    t0 = time.monotonic()
+    with pytest.raises(GvstoreError, match=r"^Ray failed: ActorDiedError: .*a rerun asks only"):
+        generate.run(store, "g", prompts, spec, Crash, runner=RAY, flush_seconds=0)
+    assert time.monotonic() - t0 < 120
+    counts = tmp_path / "c"
+    counts.mkdir()
+    s = generate.run(store, "g", prompts, spec, lambda: Flaky(counts, set(), None), runner=RAY)
+    assert s.present + s.made == 12 and len(_ids(tmp_path / "s")) == 12

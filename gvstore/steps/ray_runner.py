@@ -27,6 +27,7 @@ import pickle
 import socket
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 ERROR_CHARS = 500
 """An error row keeps at most this much of the exception's text."""
+CRASH_RESTARTS = 3
+"""How often an actor that died (killed, crashed) is restarted and its batch retried."""
 
 
 def _ray() -> Any:
@@ -188,10 +191,18 @@ def _stream(ray: Any, config: RunnerParams, todo: dict[int, Sequence[Any]],
     ds = ray.data.from_pandas([_frame(i, b) for i, b in todo.items()])
     size = pool_size(config, ray.cluster_resources(), len(todo))
     threads = max(1, int(config.num_cpus))
-    ds = ds.map_batches(
-        _worker_class(factory, call, threads), batch_size=None, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=size),
-        num_cpus=config.num_cpus, num_gpus=config.num_gpus or None)
+    with warnings.catch_warnings():
+        # Ray 2.60 says extra remote arguments are deprecated (gone in 2.64: the `ray` extra
+        # stops below it), yet they are the only way to bound an actor's restarts.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        ds = ds.map_batches(
+            _worker_class(factory, call, threads), batch_size=None, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=size),
+            num_cpus=config.num_cpus, num_gpus=config.num_gpus or None,
+            # A killed actor restarts and its batch runs again, a few times: a batch that
+            # kills every actor it reaches (a crash, the OOM killer) fails the run instead
+            # of looping.
+            max_restarts=CRASH_RESTARTS, max_task_retries=CRASH_RESTARTS)
     parts: dict[int, dict[int, tuple[bytes | None, str, float, str]]] = {}
     for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for k in range(len(out["key"])):
@@ -246,6 +257,10 @@ def write_batches(config: RunnerParams, w: Writer, batches: Sequence[Sequence[An
             todo = {i: todo[i] for i in failed}
             if not todo:
                 return
+    except ray.exceptions.RayError as exc:  # the cluster itself failed (not one batch)
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:ERROR_CHARS]
+        raise GvstoreError(f"Ray failed: {type(exc).__name__}: {line}; every batch written "
+                           "so far is stored and a rerun asks only for the rest") from exc
     finally:  # the model time of a pool is its wall time once working, not a sum over actors
         if began is not None:
             summary.model_seconds += time.monotonic() - began
