@@ -103,7 +103,7 @@ def local_ids(local_root: Path) -> set[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def local_ids_b2(prepared_models: Path, tmp_path_factory: pytest.TempPathFactory
                  ) -> set[tuple[str, str]]:
-    """The same at batch size 2 (another layout: other texts)."""
+    """The same at batch size 2 (another layout)."""
     return _local(prepared_models, tmp_path_factory.mktemp("local2"), 2)
 
 
@@ -142,7 +142,7 @@ def test_a_worker_killed_mid_run_is_restarted_and_its_batch_retried(
     assert killed and s.made == 18
     assert len(list(pids.iterdir())) >= 3  # the killed actor was started again
     # The same records as the local runner with the same layout (batch 2); batch 4 gives
-    # the same keys and other texts.
+    # the same keys.
     assert _ids(tmp_path / "s") == local_ids_b2
     assert {k for k, _ in local_ids_b2} == {k for k, _ in local_ids}
 
@@ -211,9 +211,6 @@ class Flaky:
             if self.fails is None or n < self.fails:
                 raise RuntimeError(f"boom on seed {hit[0]}\nsecond line")
         return [Sample(f"answer {r.seed}", 2, "stop") for r in requests]
-
-    def loglik(self, requests):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
 
     def close(self) -> None:
         pass

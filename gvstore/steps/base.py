@@ -175,17 +175,25 @@ def write_batches(w: Writer, batches: Sequence[Sequence[R]], missing: set[str],
         outputs = how.call(b, batch)
         dt = time.monotonic() - t0
         summary.model_seconds += dt
-        summary.batches_run += 1
-        recs: list[Record] = []
-        for r, out in zip(batch, outputs, strict=True):
-            if r.key not in missing:
-                summary.extra += 1
-                continue
-            prov = Provenance(time=time.time(), host=host, duration_s=dt / len(batch))
-            recs.append(how.make(r, out, prov))
-        written = w.add_batch(recs)
-        summary.made += len(recs)
-        how.written(written)
+        write_batch(w, batch, outputs, missing, summary, how, host=host, seconds=dt)
+
+
+def write_batch(w: Writer, batch: Sequence[R], outputs: Sequence[O], missing: set[str],
+                summary: StepSummary, how: Batches[R, O], *, host: str, seconds: float) -> None:
+    """Write the records of one answered batch whole: those of its missing keys (the others
+    were computed again only for the layout: ``extra``), with provenance naming ``host``
+    and an equal share of the batch's ``seconds``."""
+    summary.batches_run += 1
+    recs: list[Record] = []
+    for r, out in zip(batch, outputs, strict=True):
+        if r.key not in missing:
+            summary.extra += 1
+            continue
+        prov = Provenance(time=time.time(), host=host, duration_s=seconds / len(batch))
+        recs.append(how.make(r, out, prov))
+    written = w.add_batch(recs)
+    summary.made += len(recs)
+    how.written(written)
 
 
 def run_batches(store: Store, folder: str, kind: str, batches: Sequence[Sequence[R]],

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from gvstore.backends.base import Backend
 from gvstore.errors import GvstoreError
-from gvstore.records import Provenance, Record
+from gvstore.steps.base import write_batch
 from gvstore.writer import Writer
 
 if TYPE_CHECKING:
@@ -215,14 +215,12 @@ def _stream(ray: Any, config: RunnerParams, todo: dict[int, Sequence[Any]],
 
 def _result(index: int, rows: dict[int, tuple[bytes | None, str, float, str]],
             batch: Sequence[Any]) -> Result:
-    errors = [e for (_, e, _, _) in rows.values() if e]
-    for pos, r in enumerate(batch):  # every row must be the request sent at that position
-        if pos not in rows:
-            errors.append(f"no answer for {r.key}")
+    ordered = [rows[p] for p in range(len(batch))]  # every position has come back
+    errors = [e for (_, e, _, _) in ordered if e]
     if errors:
         return Result(index, [], errors[0], 0.0, "")
-    ordered = [rows[p] for p in range(len(batch))]
-    return Result(index, [pickle.loads(o) for (o, _, _, _) in ordered if o is not None],
+    # No error: every output is there (a worker sends None only beside an error).
+    return Result(index, [pickle.loads(o or b"") for (o, _, _, _) in ordered],
                   "", max(s for (_, _, s, _) in ordered), ordered[0][3])
 
 
@@ -253,7 +251,8 @@ def write_batches(config: RunnerParams, w: Writer, batches: Sequence[Sequence[An
                 if res.error:
                     failed[res.index] = res.error
                     continue
-                _write(w, todo[res.index], res, missing, summary, how)
+                write_batch(w, todo[res.index], res.outputs, missing, summary, how,
+                            host=res.host, seconds=res.seconds)
             todo = {i: todo[i] for i in failed}
             if not todo:
                 return
@@ -270,18 +269,3 @@ def write_batches(config: RunnerParams, w: Writer, batches: Sequence[Sequence[An
         f"{len(todo)} batch(es) ({n} requests) failed on Ray after {config.retries + 1} "
         f"tries; every other batch is stored and a rerun asks only for these. First error: "
         f"{first_error}")
-
-
-def _write(w: Writer, batch: Sequence[Any], res: Result, missing: set[str],
-           summary: StepSummary, how: Batches[Any, Any]) -> None:
-    summary.batches_run += 1
-    recs: list[Record] = []
-    for r, out in zip(batch, res.outputs, strict=True):
-        if r.key not in missing:
-            summary.extra += 1
-            continue
-        prov = Provenance(time=time.time(), host=res.host, duration_s=res.seconds / len(batch))
-        recs.append(how.make(r, out, prov))
-    written = w.add_batch(recs)
-    summary.made += len(recs)
-    how.written(written)
